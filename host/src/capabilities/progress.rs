@@ -1,0 +1,56 @@
+//! `cairn:plugin/progress`: progress reports to a terminal bar or plain lines,
+//! and the last report into the run record.
+
+use std::sync::{Arc, Mutex};
+
+use crate::runtime::bindings::task::cairn::plugin::progress::{Host, Unit};
+
+/// One progress report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all, if known.
+    pub total: Option<u64>,
+    /// Whether the units are bytes (else items).
+    pub bytes: bool,
+}
+
+/// Where progress goes (a terminal bar, plain lines, nowhere). Cheap to clone.
+pub type ProgressSink = Arc<dyn Fn(&str, Progress) + Send + Sync>;
+
+/// A sink that drops every report.
+pub fn no_progress() -> ProgressSink {
+    Arc::new(|_, _| {})
+}
+
+/// The `progress` capability of one store. Always granted.
+pub struct ProgressCap {
+    job: String,
+    sink: ProgressSink,
+    last: Arc<Mutex<Option<Progress>>>,
+}
+
+impl ProgressCap {
+    /// Reports for `job` go to `sink`; the latest is kept in `last`.
+    pub fn new(job: &str, sink: ProgressSink, last: Arc<Mutex<Option<Progress>>>) -> Self {
+        Self {
+            job: job.to_string(),
+            sink,
+            last,
+        }
+    }
+}
+
+impl Host for ProgressCap {
+    async fn report(&mut self, done: u64, total: Option<u64>, unit: Unit) -> wasmtime::Result<()> {
+        let p = Progress {
+            done,
+            total,
+            bytes: matches!(unit, Unit::Bytes),
+        };
+        *self.last.lock().unwrap() = Some(p);
+        (self.sink)(&self.job, p);
+        Ok(())
+    }
+}

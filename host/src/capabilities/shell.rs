@@ -1,0 +1,272 @@
+//! `cairn:plugin/shell`: granted programs as child processes, argv only.
+//!
+//! Programs are granted by name and were resolved to an absolute path when
+//! the config loaded. The environment starts empty (values may contain
+//! `{{secret:NAME}}`), each child gets its own process group, and on timeout
+//! (or when the run is dropped) the whole group is killed. Captured output is
+//! capped; the rest is read and discarded so the child never blocks.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use crate::capabilities::log::RunLog;
+use crate::capabilities::secrets::SecretValues;
+use crate::config::{Access, GrantedProgram};
+use crate::runtime::bindings::WitError;
+use crate::runtime::bindings::task::cairn::plugin::shell::{Command, Host, Output};
+
+/// Default timeout of one command when the guest sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// What a job may run, and where.
+#[derive(Clone)]
+pub struct ShellGrant {
+    /// Programs by granted name.
+    pub programs: BTreeMap<String, GrantedProgram>,
+    /// Paths a working directory may lie under.
+    pub paths: BTreeMap<PathBuf, Access>,
+}
+
+/// Kills a child's whole process group when dropped (timeout, cancelled run).
+pub struct GroupGuard {
+    pgid: Option<i32>,
+}
+
+impl GroupGuard {
+    /// Guard the group led by process `pid`.
+    pub fn new(pid: Option<u32>) -> Self {
+        Self {
+            pgid: pid.map(|p| p as i32),
+        }
+    }
+
+    /// The child finished normally; kill stragglers of its group anyway.
+    pub fn finish(mut self) {
+        self.kill();
+    }
+
+    fn kill(&mut self) {
+        if let Some(pgid) = self.pgid.take() {
+            // SAFETY: kill(2) with a negative pid signals a process group we created.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The `shell` capability of one store.
+pub struct ShellCap {
+    job: String,
+    grant: ShellGrant,
+    output_cap: u64,
+    secrets: Arc<SecretValues>,
+    log: RunLog,
+}
+
+impl ShellCap {
+    /// Commands of `job` under `grant`, output capped at `output_cap` bytes per stream.
+    pub fn new(
+        job: &str,
+        grant: ShellGrant,
+        output_cap: u64,
+        secrets: Arc<SecretValues>,
+        log: RunLog,
+    ) -> Self {
+        Self {
+            job: job.to_string(),
+            grant,
+            output_cap,
+            secrets,
+            log,
+        }
+    }
+
+    /// Build the child process for `command` (used by `storage` too).
+    ///
+    /// # Errors
+    /// `denied` for a program, secret or working directory not granted,
+    /// `not-found` for a granted program that is not installed.
+    pub fn prepare(&self, command: &Command) -> Result<tokio::process::Command, WitError> {
+        prepare(&self.job, &self.grant, &self.secrets, command)
+    }
+
+    async fn run(&self, command: Command, stdin: Option<Vec<u8>>) -> Result<Output, WitError> {
+        let mut cmd = self.prepare(&command)?;
+        let timeout = command
+            .timeout_ms
+            .map(Duration::from_millis)
+            .unwrap_or(DEFAULT_TIMEOUT);
+        cmd.stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        self.log.push(
+            "debug",
+            &format!("run {} {}", command.program, command.args.join(" ")),
+            &[],
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+        let guard = GroupGuard::new(child.id());
+        let cap = self.output_cap;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let stdin_pipe = child.stdin.take();
+        let feed = async {
+            if let (Some(mut pipe), Some(bytes)) = (stdin_pipe, stdin) {
+                // A child that exits without reading its input is not an error here.
+                let _ = pipe.write_all(&bytes).await;
+            }
+        };
+        let work = async {
+            let ((), out, err, status) = tokio::join!(
+                feed,
+                read_capped(stdout, cap),
+                read_capped(stderr, cap),
+                child.wait()
+            );
+            (out, err, status)
+        };
+        let (out, err, status) = match tokio::time::timeout(timeout, work).await {
+            Ok(done) => done,
+            Err(_) => {
+                drop(guard);
+                return Err(WitError::Limit(format!(
+                    "`{}` did not finish within {}; its process group was killed",
+                    command.program,
+                    crate::units::format_duration(timeout)
+                )));
+            }
+        };
+        guard.finish();
+        let status = status
+            .map_err(|e| WitError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
+        let (stdout, stdout_truncated) = out.map_err(|e| {
+            WitError::Failed(format!("reading stdout of `{}`: {e}", command.program))
+        })?;
+        let (stderr, stderr_truncated) = err.map_err(|e| {
+            WitError::Failed(format!("reading stderr of `{}`: {e}", command.program))
+        })?;
+        Ok(Output {
+            exit_code: status.code(),
+            stdout,
+            stderr,
+            stdout_truncated,
+            stderr_truncated,
+        })
+    }
+}
+
+/// See [`ShellCap::prepare`].
+pub(crate) fn prepare(
+    job: &str,
+    grant: &ShellGrant,
+    secrets: &SecretValues,
+    command: &Command,
+) -> Result<tokio::process::Command, WitError> {
+    let program = grant.programs.get(&command.program).ok_or_else(|| {
+        let granted: Vec<&str> = grant.programs.keys().map(String::as_str).collect();
+        WitError::Denied(format!(
+            "program `{}` is not granted to job `{job}`: `allow.commands` {}",
+            command.program,
+            if granted.is_empty() {
+                "grants none".to_string()
+            } else {
+                format!("grants only {}", granted.join(", "))
+            }
+        ))
+    })?;
+    let path = program.path.as_ref().ok_or_else(|| {
+        WitError::NotFound(format!(
+            "program `{}` is granted to job `{job}` but is not installed (not found in PATH when the config was loaded)",
+            command.program
+        ))
+    })?;
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.args(&command.args)
+        .env_clear()
+        .process_group(0)
+        .kill_on_drop(true);
+    for (k, v) in &command.env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(WitError::Invalid(format!(
+                "invalid environment variable name `{k}`"
+            )));
+        }
+        cmd.env(k, secrets.substitute(job, v)?);
+    }
+    if let Some(cwd) = &command.cwd {
+        let cwd = Path::new(cwd);
+        if !cwd.is_absolute() || !grant.paths.keys().any(|p| cwd.starts_with(p)) {
+            return Err(WitError::Denied(format!(
+                "working directory `{}` is not under a path granted to job `{job}` (`allow.paths`)",
+                cwd.display()
+            )));
+        }
+        cmd.current_dir(cwd);
+    } else {
+        cmd.current_dir("/");
+    }
+    Ok(cmd)
+}
+
+/// Read all of `pipe`, keeping at most `cap` bytes. Returns (kept, truncated).
+async fn read_capped(
+    mut pipe: impl AsyncRead + Unpin,
+    cap: u64,
+) -> std::io::Result<(Vec<u8>, bool)> {
+    let mut kept = Vec::new();
+    let mut truncated = false;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = pipe.read(&mut buf).await?;
+        if n == 0 {
+            return Ok((kept, truncated));
+        }
+        let room = (cap as usize).saturating_sub(kept.len());
+        if n > room {
+            truncated = true;
+        }
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+}
+
+impl Host for ShellCap {
+    async fn run(
+        &mut self,
+        command: Command,
+        stdin: Option<Vec<u8>>,
+    ) -> wasmtime::Result<Result<Output, WitError>> {
+        let program = command.program.clone();
+        let result = ShellCap::run(self, command, stdin).await;
+        match &result {
+            Ok(out) => self.log.push(
+                "debug",
+                &format!("`{program}` exited with {:?}", out.exit_code),
+                &[],
+            ),
+            Err(e) => self.log.push(
+                "debug",
+                &format!("`{program}`: {}", crate::runtime::describe_wit_error(e)),
+                &[],
+            ),
+        }
+        Ok(result)
+    }
+}

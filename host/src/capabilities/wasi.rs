@@ -1,0 +1,172 @@
+//! WASI for plug-ins: stdout/stderr captured into the run log (capped), no
+//! arguments or environment, pre-opened directories only for granted paths,
+//! no sockets and no name lookup.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+use crate::capabilities::log::RunLog;
+use crate::config::Access;
+
+/// A guest wrote more than its output cap to stdout or stderr.
+#[derive(Debug, thiserror::Error)]
+#[error("module wrote more than {} to {stream} (the job's output-limit); the run was stopped", crate::units::format_size(*.limit))]
+pub struct OutputLimitExceeded {
+    /// `stdout` or `stderr`.
+    pub stream: &'static str,
+    /// The cap in bytes.
+    pub limit: u64,
+}
+
+struct CaptureState {
+    written: u64,
+    partial: Vec<u8>,
+}
+
+/// A guest output stream: lines go to the run log, bytes beyond the cap trap.
+#[derive(Clone)]
+pub struct Capture {
+    stream: &'static str,
+    limit: u64,
+    log: RunLog,
+    state: Arc<Mutex<CaptureState>>,
+}
+
+impl Capture {
+    /// Capture `stream` (`stdout`/`stderr`) into `log`, at most `limit` bytes.
+    pub fn new(stream: &'static str, limit: u64, log: RunLog) -> Self {
+        Self {
+            stream,
+            limit,
+            log,
+            state: Arc::new(Mutex::new(CaptureState {
+                written: 0,
+                partial: Vec::new(),
+            })),
+        }
+    }
+
+    fn emit(&self, line: &[u8]) {
+        let text = String::from_utf8_lossy(line);
+        let text = text.trim_end_matches('\r');
+        let level = if self.stream == "stderr" {
+            "warn"
+        } else {
+            "info"
+        };
+        self.log
+            .push(level, &format!("{}: {text}", self.stream), &[]);
+    }
+
+    /// The run log lines go to.
+    pub fn log(&self) -> &RunLog {
+        &self.log
+    }
+
+    /// Log any unterminated last line.
+    pub fn flush_partial(&self) {
+        let rest = std::mem::take(&mut self.state.lock().unwrap().partial);
+        if !rest.is_empty() {
+            self.emit(&rest);
+        }
+    }
+}
+
+impl IsTerminal for Capture {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for Capture {
+    fn p2_stream(&self) -> Box<dyn OutputStream> {
+        Box::new(self.clone())
+    }
+
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        // Only WASIp2 streams are used by Cairn's worlds.
+        Box::new(tokio::io::sink())
+    }
+}
+
+#[async_trait::async_trait]
+impl Pollable for Capture {
+    async fn ready(&mut self) {}
+}
+
+impl OutputStream for Capture {
+    fn write(&mut self, bytes: Bytes) -> Result<(), StreamError> {
+        let mut lines = Vec::new();
+        {
+            let mut st = self.state.lock().unwrap();
+            st.written += bytes.len() as u64;
+            if st.written > self.limit {
+                return Err(StreamError::Trap(wasmtime::Error::new(
+                    OutputLimitExceeded {
+                        stream: self.stream,
+                        limit: self.limit,
+                    },
+                )));
+            }
+            st.partial.extend_from_slice(&bytes);
+            while let Some(pos) = st.partial.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = st.partial.drain(..=pos).collect();
+                lines.push(line[..line.len() - 1].to_vec());
+            }
+            // Keep a very long unterminated line from growing without bound.
+            if st.partial.len() > 64 * 1024 {
+                lines.push(std::mem::take(&mut st.partial));
+            }
+        }
+        for line in lines {
+            self.emit(&line);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        Ok(())
+    }
+
+    fn check_write(&mut self) -> Result<usize, StreamError> {
+        Ok(64 * 1024)
+    }
+}
+
+/// Build the WASI context of one store.
+///
+/// # Errors
+/// When a granted directory cannot be opened.
+pub fn build(
+    paths: &BTreeMap<PathBuf, Access>,
+    stdout: Capture,
+    stderr: Capture,
+) -> anyhow::Result<WasiCtx> {
+    let mut b = WasiCtxBuilder::new();
+    b.stdout(stdout)
+        .stderr(stderr)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .socket_addr_check(|_, _| Box::pin(async { false }));
+    for (path, access) in paths {
+        if !path.is_dir() {
+            // Files and missing paths are reached through host capabilities only.
+            continue;
+        }
+        let perms = match access {
+            Access::Read => FsPerms::ReadOnly,
+            Access::ReadWrite => FsPerms::ReadWrite,
+        };
+        let guest = path.to_string_lossy();
+        b.preopened_dir(path, &*guest, perms)
+            .map_err(|e| anyhow::anyhow!("cannot open granted path {}: {e}", path.display()))?;
+    }
+    Ok(b.build())
+}

@@ -1,0 +1,580 @@
+//! Command-line flags (clap) and the thin layer that turns them into library calls.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::{Map, Value, json};
+
+use cairn::capabilities::progress::{Progress, ProgressSink};
+use cairn::config::{self, ConfigError, ModuleRef, ModuleSource};
+use cairn::runner::{self, RunReport, Runner};
+use cairn::runtime::{self, Runtime};
+use cairn::state::sqlite::SqliteStore;
+use cairn::state::{RunKind, StateStore};
+
+/// Cairn: backup and restore jobs whose procedures are WebAssembly plug-ins.
+#[derive(Debug, Parser)]
+#[command(name = "cairn", version, about)]
+struct Cli {
+    /// Configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        default_value = "cairn.toml",
+        env = "CAIRN_CONFIG"
+    )]
+    config: PathBuf,
+    /// Print data as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v debug, -vv trace).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check the configuration and every job's grants against its task's needs.
+    Validate,
+    /// Run a job's backup now.
+    Backup {
+        /// Job name.
+        job: String,
+        /// Override a param for this run: KEY=VALUE (VALUE parsed as JSON if it can be).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Run a job's restore now.
+    Restore {
+        /// Job name.
+        job: String,
+        /// Override a param for this run, e.g. the target database: KEY=VALUE.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+    },
+    /// Run history.
+    Runs {
+        #[command(subcommand)]
+        show: Option<RunsCommand>,
+        /// Only runs of this job.
+        #[arg(long)]
+        job: Option<String>,
+        /// At most this many runs.
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Plug-in modules.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum RunsCommand {
+    /// One run with its log.
+    Show {
+        /// Run id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// List the built-in modules.
+    List,
+    /// Describe a module: kind, digest, params, needs and imports.
+    Inspect {
+        /// `builtin:NAME` or a path to a `.wasm` component.
+        module: String,
+    },
+    /// Create a new task crate to build with `cargo build --target wasm32-wasip2`.
+    New {
+        /// Crate name (lowercase letters, digits and `-`).
+        name: String,
+        /// Directory to create (default: ./NAME).
+        #[arg(long)]
+        path: Option<PathBuf>,
+        /// Use the guest SDK from this directory instead of the one this binary was built from.
+        #[arg(long)]
+        sdk_path: Option<PathBuf>,
+    },
+}
+
+/// A usage problem (bad flag value, unknown job): exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+/// Whether `err` is a usage or configuration error (exit code 2).
+pub fn is_usage_error(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|e| e.is::<UsageError>() || e.is::<ConfigError>() || e.is::<config::UnknownJob>())
+}
+
+/// Parse flags and run the command.
+///
+/// # Errors
+/// Whatever the command failed with.
+pub fn try_main() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(cli))
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn,cairn=info",
+        1 => "info,cairn=debug",
+        _ => "debug,cairn=trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CAIRN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .compact()
+        .init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Validate => validate(&cli.config, cli.json).await,
+        Command::Backup { job, set } => {
+            run_job(&cli.config, &job, RunKind::Backup, &set, cli.json).await
+        }
+        Command::Restore { job, set } => {
+            run_job(&cli.config, &job, RunKind::Restore, &set, cli.json).await
+        }
+        Command::Runs {
+            show: Some(RunsCommand::Show { id }),
+            ..
+        } => show_run(&cli.config, &id, cli.json),
+        Command::Runs {
+            show: None,
+            job,
+            limit,
+        } => list_runs(&cli.config, job.as_deref(), limit, cli.json),
+        Command::Plugin { command } => plugin(&cli.config, command, cli.json).await,
+    }
+}
+
+async fn validate(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path)?;
+    let warnings = config::warnings(&config);
+    let runner = Runner::open(config)?;
+    let problems = runner.check().await;
+    if json {
+        let list = |ps: &[config::Problem]| -> Vec<Value> {
+            ps.iter()
+                .map(|p| json!({"location": p.location, "message": p.message}))
+                .collect()
+        };
+        println!(
+            "{}",
+            json!({"ok": problems.is_empty(), "problems": list(&problems), "warnings": list(&warnings)})
+        );
+    } else {
+        for w in &warnings {
+            eprintln!("warning: {w}");
+        }
+        if problems.is_empty() {
+            println!(
+                "{}: {} job{} OK",
+                config_path.display(),
+                runner.config().jobs.len(),
+                if runner.config().jobs.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            );
+        } else {
+            eprintln!(
+                "{} has {} problem{}:",
+                config_path.display(),
+                problems.len(),
+                if problems.len() == 1 { "" } else { "s" }
+            );
+            for p in &problems {
+                eprintln!("  - {p}");
+            }
+        }
+    }
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+/// `KEY=VALUE` pairs into a params map (VALUE as JSON when it parses, else a string).
+fn parse_overrides(set: &[String]) -> anyhow::Result<Map<String, Value>> {
+    let mut map = Map::new();
+    for item in set {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| UsageError(format!("--set `{item}`: expected KEY=VALUE")))?;
+        if k.is_empty() {
+            return Err(UsageError(format!("--set `{item}`: empty KEY")).into());
+        }
+        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
+        map.insert(k.to_string(), value);
+    }
+    Ok(map)
+}
+
+async fn run_job(
+    config_path: &Path,
+    job: &str,
+    kind: RunKind,
+    set: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let overrides = parse_overrides(set)?;
+    let config = config::load(config_path)?;
+    config.job(job)?;
+    let runner = Runner::open(config)?;
+    let (sink, bar) = progress_sink();
+    let report = runner.run(job, kind, overrides, sink).await?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    print_report(&report, json);
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn print_report(report: &RunReport, json: bool) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string(report).expect("report serialises")
+        );
+        return;
+    }
+    let r = &report.run;
+    let secs = r
+        .finished_at_ms
+        .map(|f| (f - r.started_at_ms) as f64 / 1000.0)
+        .unwrap_or(0.0);
+    match &r.error {
+        None => {
+            println!(
+                "run {} of job `{}`: {:?} in {secs:.1}s",
+                r.id, r.job, r.status
+            );
+            if let Some(result) = &report.result
+                && !result.is_null()
+            {
+                println!("result: {result}");
+            }
+        }
+        Some(e) => {
+            eprintln!(
+                "run {} of job `{}`: {:?} after {secs:.1}s",
+                r.id, r.job, r.status
+            );
+            eprintln!("error: {e}");
+            eprintln!("(log: cairn runs show {})", r.id);
+        }
+    }
+}
+
+/// A terminal progress bar, or plain lines at most every 5 seconds.
+fn progress_sink() -> (ProgressSink, Option<indicatif::ProgressBar>) {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        let sink_bar = bar.clone();
+        let sink: ProgressSink = Arc::new(move |job: &str, p: Progress| {
+            let template = if p.bytes {
+                "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+            } else {
+                "{prefix} {wide_bar} {pos}/{len} {per_sec} eta {eta}"
+            };
+            if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
+                sink_bar.set_style(style);
+            }
+            sink_bar.set_prefix(job.to_string());
+            sink_bar.set_length(p.total.unwrap_or(p.done.max(1)));
+            sink_bar.set_position(p.done);
+        });
+        (sink, Some(bar))
+    } else {
+        let last = Mutex::new(None::<Instant>);
+        let sink: ProgressSink = Arc::new(move |job: &str, p: Progress| {
+            let mut last = last.lock().unwrap();
+            if last.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
+                return;
+            }
+            *last = Some(Instant::now());
+            let unit = if p.bytes { " bytes" } else { "" };
+            let total = p.total.map(|t| format!(" of {t}")).unwrap_or_default();
+            eprintln!("{job}: {}{total}{unit}", p.done);
+        });
+        (sink, None)
+    }
+}
+
+fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
+    let config = config::load(config_path)?;
+    Ok(SqliteStore::open(&config.state_path)?)
+}
+
+fn list_runs(
+    config_path: &Path,
+    job: Option<&str>,
+    limit: usize,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = open_store(config_path)?;
+    let runs = store.runs(job, limit)?;
+    if json {
+        println!("{}", serde_json::to_string(&runs)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if runs.is_empty() {
+        println!("no runs yet");
+    }
+    for r in &runs {
+        let secs = r
+            .finished_at_ms
+            .map(|f| format!("{:.1}s", (f - r.started_at_ms) as f64 / 1000.0))
+            .unwrap_or_else(|| "-".into());
+        println!(
+            "{}  {:<20} {:<8} {:<12} {:>8}  {}",
+            r.id,
+            r.job,
+            r.kind.as_str(),
+            r.status.as_str(),
+            secs,
+            r.error.as_deref().unwrap_or("")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show_run(config_path: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(config_path)?;
+    let run = store.run(id)?;
+    let logs = store.logs(id)?;
+    if json {
+        println!("{}", json!({"run": run, "logs": logs}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("run      {}", run.id);
+    println!("job      {}", run.job);
+    println!("kind     {}", run.kind.as_str());
+    println!("status   {}", run.status.as_str());
+    if let Some(e) = &run.error {
+        println!("error    {e}");
+    }
+    if let Some(r) = &run.result {
+        println!("result   {r}");
+    }
+    println!("log:");
+    for l in &logs {
+        let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        println!(
+            "  {} {:<5} {} {}",
+            l.at_ms,
+            l.level,
+            l.message,
+            fields.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runtime for plug-in commands: the config's cache directory if a config
+/// file is there, else the default one.
+fn plugin_runtime(config_path: &Path) -> anyhow::Result<Runtime> {
+    let cache = if config_path.exists() {
+        config::load(config_path)?.cache_dir
+    } else {
+        runtime::default_cache_dir()
+    };
+    Runtime::new(Some(&cache))
+}
+
+async fn plugin(
+    config_path: &Path,
+    command: PluginCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        PluginCommand::List => {
+            let rt = plugin_runtime(config_path)?;
+            let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_memory()?);
+            let mut rows = Vec::new();
+            for b in cairn::builtins::all() {
+                let module = rt
+                    .load(&ModuleRef {
+                        source: ModuleSource::Builtin(b.name.to_string()),
+                        sha256: None,
+                    })
+                    .await?;
+                let d = runner::describe(&rt, &module, store.clone()).await?;
+                rows.push(json!({
+                    "name": format!("builtin:{}", b.name),
+                    "kind": b.kind,
+                    "version": d.version,
+                    "summary": d.summary,
+                }));
+            }
+            if json {
+                println!("{}", Value::Array(rows));
+            } else {
+                for r in rows {
+                    println!(
+                        "{:<28} {:<9} {:<8} {}",
+                        r["name"].as_str().unwrap_or(""),
+                        r["kind"].as_str().unwrap_or(""),
+                        r["version"].as_str().unwrap_or(""),
+                        r["summary"].as_str().unwrap_or("")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::Inspect { module } => {
+            let source = match module.strip_prefix("builtin:") {
+                Some(name) => ModuleSource::Builtin(name.to_string()),
+                None => ModuleSource::File(std::path::absolute(&module)?),
+            };
+            let rt = plugin_runtime(config_path)?;
+            let loaded = rt
+                .load(&ModuleRef {
+                    source,
+                    sha256: None,
+                })
+                .await?;
+            let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_memory()?);
+            let d = runner::describe(&rt, &loaded, store).await?;
+            let imports = runtime::imports(rt.engine(), &loaded.component);
+            let params: Vec<Value> = d
+                .params
+                .iter()
+                .map(|p| {
+                    json!({"name": p.name, "description": p.description, "required": p.required,
+                           "default": p.default.as_deref().and_then(|t| serde_json::from_str::<Value>(t).ok())})
+                })
+                .collect();
+            let out = json!({
+                "module": loaded.label,
+                "kind": loaded.kind,
+                "sha256": hex::encode(loaded.digest),
+                "name": d.name,
+                "version": d.version,
+                "summary": d.summary,
+                "params": params,
+                "needs": {
+                    "http": d.needs.http, "commands": d.needs.commands, "paths": d.needs.paths,
+                    "secrets": d.needs.secrets, "functions": d.needs.functions,
+                },
+                "imports": imports,
+            });
+            if json {
+                println!("{out}");
+            } else {
+                println!("module   {}", loaded.label);
+                println!("kind     {}", out["kind"].as_str().unwrap_or(""));
+                println!("sha256   {}", hex::encode(loaded.digest));
+                println!("name     {} {}", d.name, d.version);
+                println!("summary  {}", d.summary);
+                println!("params:");
+                for p in &d.params {
+                    let req = if p.required { "required" } else { "optional" };
+                    let def = p
+                        .default
+                        .as_deref()
+                        .map(|v| format!(" (default {v})"))
+                        .unwrap_or_default();
+                    println!("  {:<20} {req}{def}  {}", p.name, p.description);
+                }
+                println!("needs:");
+                for (what, list) in [
+                    ("http", &d.needs.http),
+                    ("commands", &d.needs.commands),
+                    ("paths", &d.needs.paths),
+                    ("secrets", &d.needs.secrets),
+                    ("functions", &d.needs.functions),
+                ] {
+                    if !list.is_empty() {
+                        println!("  {what:<10} {}", list.join(", "));
+                    }
+                }
+                println!("imports:");
+                for i in &imports {
+                    println!("  {i}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        PluginCommand::New {
+            name,
+            path,
+            sdk_path,
+        } => {
+            let dir = path.unwrap_or_else(|| PathBuf::from(&name));
+            let sdk = match sdk_path {
+                Some(p) => cairn::scaffold::SdkDep::Path(std::path::absolute(p)?),
+                None => {
+                    let built_from = Path::new(env!("CARGO_MANIFEST_DIR")).join("../guest-sdk");
+                    match built_from.canonicalize() {
+                        Ok(p) => cairn::scaffold::SdkDep::Path(p),
+                        Err(_) => {
+                            cairn::scaffold::SdkDep::Version(env!("CARGO_PKG_VERSION").into())
+                        }
+                    }
+                }
+            };
+            let files = cairn::scaffold::scaffold(&name, &dir, sdk)
+                .map_err(|e| UsageError(format!("{e:#}")))?;
+            if json {
+                println!("{}", json!({"dir": dir, "files": files}));
+            } else {
+                println!("created task crate `{name}` in {}", dir.display());
+                for f in files {
+                    println!("  {}", f.display());
+                }
+                println!(
+                    "next: cd {} && cargo build --release --target wasm32-wasip2",
+                    dir.display()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_parse_json_values_and_fall_back_to_strings() {
+        let m =
+            parse_overrides(&["db=restored".into(), "n=3".into(), "list=[1,2]".into()]).unwrap();
+        assert_eq!(m["db"], json!("restored"));
+        assert_eq!(m["n"], json!(3));
+        assert_eq!(m["list"], json!([1, 2]));
+        assert!(parse_overrides(&["novalue".into()]).is_err());
+    }
+}

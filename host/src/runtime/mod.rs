@@ -1,0 +1,685 @@
+//! The plug-in runtime: one wasmtime engine per process, a compile cache on
+//! disk, and one sandboxed `Store` per run (or Function call).
+//!
+//! - Epoch interruption: a ticker thread bumps the engine's epoch every
+//!   [`TICK`]; a running guest yields to the async executor on each tick, so a
+//!   run's wall-clock timeout fires even inside a tight loop or a host call.
+//! - Limits: linear memory and instance count per store ([`limits`]), output
+//!   caps on stdout/stderr, HTTP body and command output caps.
+//! - Modules are compiled once per (sha256, engine compatibility) pair and
+//!   kept in the cache directory; within a process the `InstancePre` is reused.
+//! - A trapped store is dropped, never re-entered.
+
+pub mod bindings;
+pub mod cache;
+pub mod limits;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config as EngineConfig, Engine, Store};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::builtins::{self, ModuleKind};
+use crate::capabilities::functions::FunctionsCap;
+use crate::capabilities::http::HttpCap;
+use crate::capabilities::log::{LogCap, RunLog};
+use crate::capabilities::progress::{Progress, ProgressCap, ProgressSink};
+use crate::capabilities::secrets::{SecretValues, SecretsCap};
+use crate::capabilities::shell::{ShellCap, ShellGrant};
+use crate::capabilities::state::StateCap;
+use crate::capabilities::storage::StorageCap;
+use crate::capabilities::time::TimeCap;
+use crate::capabilities::wasi::{self, Capture, OutputLimitExceeded};
+use crate::config::{Grants, Limits, ModuleRef, ModuleSource};
+use crate::state::StateStore;
+use bindings::function::{Function, FunctionPre};
+use bindings::task::{Task, TaskPre};
+pub use bindings::{Description, WitError};
+use limits::{MemoryLimitExceeded, RunLimiter};
+
+/// How often the epoch advances (and a running guest yields).
+pub const TICK: Duration = Duration::from_millis(10);
+/// Timeout for `describe` calls.
+pub const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a module could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// File missing or unreadable.
+    #[error("cannot read module {what}: {source}")]
+    Read {
+        /// Module label.
+        what: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Unknown `builtin:NAME`.
+    #[error("no built-in module `{name}`; built-ins: {available}")]
+    UnknownBuiltin {
+        /// Requested name.
+        name: String,
+        /// Names available.
+        available: String,
+    },
+    /// Not WebAssembly at all.
+    #[error("{what} is not a WebAssembly module (it starts with {magic}; expected `\\0asm`)")]
+    NotWasm {
+        /// Module label.
+        what: String,
+        /// First bytes, hex.
+        magic: String,
+    },
+    /// A core module instead of a component.
+    #[error(
+        "{what} is a core WebAssembly module, not a component: build it with `cargo build --target wasm32-wasip2` (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule {
+        /// Module label.
+        what: String,
+    },
+    /// sha256 pin mismatch.
+    #[error(
+        "{what} does not match its pinned sha256: expected {expected}, found {actual}; refusing to load it"
+    )]
+    PinMismatch {
+        /// Module label.
+        what: String,
+        /// Pinned digest.
+        expected: String,
+        /// Actual digest.
+        actual: String,
+    },
+    /// Compilation or linking failed.
+    #[error("cannot load {what}: {message}")]
+    Invalid {
+        /// Module label.
+        what: String,
+        /// Cause, with its chain.
+        message: String,
+    },
+}
+
+/// Why a run (or a call into a module) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The module returned an error.
+    #[error("{}", describe_wit_error(.0))]
+    Module(WitError),
+    /// The wall-clock timeout expired.
+    #[error("run exceeded its timeout of {} and was stopped", crate::units::format_duration(*.0))]
+    Timeout(Duration),
+    /// Linear memory limit.
+    #[error("{0}")]
+    Memory(MemoryLimitExceeded),
+    /// Output cap.
+    #[error("{0}")]
+    Output(OutputLimitExceeded),
+    /// The guest trapped (panic, unreachable, stack overflow …).
+    #[error("module trapped: {message}{}", stderr_note(.stderr))]
+    Trap {
+        /// Trap description.
+        message: String,
+        /// Last lines the guest wrote to stderr.
+        stderr: Vec<String>,
+    },
+    /// The module returned something the host cannot use.
+    #[error("module returned invalid output: {0}")]
+    BadOutput(String),
+    /// A host-side problem while setting up the run.
+    #[error("{0:#}")]
+    Host(anyhow::Error),
+}
+
+fn stderr_note(lines: &[String]) -> String {
+    if lines.is_empty() {
+        String::new()
+    } else {
+        format!(" (its last stderr: {})", lines.join(" | "))
+    }
+}
+
+/// `variant: message` for a WIT error.
+pub fn describe_wit_error(e: &WitError) -> String {
+    match e {
+        WitError::Denied(m) => format!("denied: {m}"),
+        WitError::Invalid(m) => format!("invalid: {m}"),
+        WitError::NotFound(m) => format!("not found: {m}"),
+        WitError::Limit(m) => format!("limit: {m}"),
+        WitError::Unsupported(m) => format!("unsupported: {m}"),
+        WitError::Failed(m) => m.clone(),
+    }
+}
+
+/// Everything a store needs that is decided per run. Cheap to clone (a
+/// Function call reuses its task's setup).
+#[derive(Clone)]
+pub struct RunSetup {
+    /// Job name.
+    pub job: String,
+    /// Run id.
+    pub run_id: String,
+    /// The job's grants.
+    pub grants: Arc<Grants>,
+    /// The job's limits.
+    pub limits: Limits,
+    /// State store (for `state`).
+    pub store: Arc<dyn StateStore>,
+    /// Run log.
+    pub log: RunLog,
+    /// Secret values granted to the job.
+    pub secrets: Arc<SecretValues>,
+    /// Custom functions declared in the config.
+    pub functions: Arc<BTreeMap<String, ModuleRef>>,
+    /// Progress reports go here.
+    pub progress: ProgressSink,
+    /// Last progress report.
+    pub last_progress: Arc<Mutex<Option<Progress>>>,
+}
+
+/// The data of one store: WASI, limits and every capability.
+pub struct RunData {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: RunLimiter,
+    stdout: Capture,
+    stderr: Capture,
+    log: LogCap,
+    progress: ProgressCap,
+    time: TimeCap,
+    state: StateCap,
+    secrets: SecretsCap,
+    http: HttpCap,
+    shell: ShellCap,
+    storage: StorageCap,
+    functions: Option<FunctionsCap>,
+}
+
+impl WasiView for RunData {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A loaded module, ready to instantiate.
+pub struct LoadedModule {
+    /// Label used in messages (`builtin:NAME` or the file path).
+    pub label: String,
+    /// sha256 of the component bytes.
+    pub digest: [u8; 32],
+    /// Task or function.
+    pub kind: ModuleKind,
+    /// The compiled component.
+    pub component: Component,
+    pre: Pre,
+}
+
+enum Pre {
+    Task(TaskPre<RunData>),
+    Function(FunctionPre<RunData>),
+}
+
+/// What to call on a task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskOp {
+    /// `backup`.
+    Backup,
+    /// `restore`.
+    Restore,
+}
+
+struct Inner {
+    engine: Engine,
+    task_linker: Linker<RunData>,
+    function_linker: Linker<RunData>,
+    cache: Option<cache::CompileCache>,
+    loaded: Mutex<HashMap<[u8; 32], Arc<OnceCell<Arc<LoadedModule>>>>>,
+    http: reqwest::Client,
+    _ticker: Arc<()>,
+}
+
+/// The plug-in runtime. Cheap to clone; one per process.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<Inner>,
+}
+
+impl Runtime {
+    /// A runtime whose compiled modules are cached in `cache_dir` (no disk
+    /// cache when `None`). Starts the epoch ticker thread.
+    ///
+    /// # Errors
+    /// When the engine cannot be created.
+    pub fn new(cache_dir: Option<&Path>) -> anyhow::Result<Self> {
+        let mut cfg = EngineConfig::new();
+        cfg.epoch_interruption(true);
+        cfg.wasm_component_model(true);
+        let engine = Engine::new(&cfg)?;
+
+        let mut task_linker = Linker::new(&engine);
+        add_capabilities(&mut task_linker)?;
+        bindings::task::cairn::plugin::functions::add_to_linker::<RunData, HasSelf<FunctionsCap>>(
+            &mut task_linker,
+            |d| {
+                d.functions
+                    .as_mut()
+                    .expect("task stores have the functions capability")
+            },
+        )?;
+        let mut function_linker = Linker::new(&engine);
+        add_capabilities(&mut function_linker)?;
+
+        let cache = cache_dir.map(|d| cache::CompileCache::new(d, &engine));
+        let ticker = start_ticker(&engine);
+        Ok(Self {
+            inner: Arc::new(Inner {
+                engine,
+                task_linker,
+                function_linker,
+                cache,
+                loaded: Mutex::new(HashMap::new()),
+                http: crate::capabilities::http::client(),
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// Load (compile or fetch from cache) the module `module` refers to,
+    /// checking its pin.
+    ///
+    /// # Errors
+    /// See [`LoadError`].
+    pub async fn load(&self, module: &ModuleRef) -> Result<Arc<LoadedModule>, LoadError> {
+        let (label, bytes) = read_module(&module.source)?;
+        let digest: [u8; 32] = Sha256::digest(&bytes).into();
+        if let Some(expected) = module.sha256
+            && expected != digest
+        {
+            return Err(LoadError::PinMismatch {
+                what: label,
+                expected: hex::encode(expected),
+                actual: hex::encode(digest),
+            });
+        }
+        let cell = self
+            .inner
+            .loaded
+            .lock()
+            .unwrap()
+            .entry(digest)
+            .or_default()
+            .clone();
+        let this = self.clone();
+        cell.get_or_try_init(|| async move {
+            tokio::task::spawn_blocking(move || this.compile(label, &bytes, digest))
+                .await
+                .map_err(|e| LoadError::Invalid {
+                    what: "module".into(),
+                    message: e.to_string(),
+                })?
+        })
+        .await
+        .cloned()
+    }
+
+    fn compile(
+        &self,
+        label: String,
+        bytes: &[u8],
+        digest: [u8; 32],
+    ) -> Result<Arc<LoadedModule>, LoadError> {
+        check_magic(&label, bytes)?;
+        let invalid = |e: wasmtime::Error| LoadError::Invalid {
+            what: label.clone(),
+            message: format!("{e:#}"),
+        };
+        let component = match &self.inner.cache {
+            Some(cache) => cache
+                .get_or_compile(&self.inner.engine, bytes, &digest)
+                .map_err(invalid)?,
+            None => Component::new(&self.inner.engine, bytes).map_err(invalid)?,
+        };
+        let kind = module_kind(&self.inner.engine, &component).ok_or_else(|| LoadError::Invalid {
+            what: label.clone(),
+            message: "it exports neither the cairn:plugin `task` world (describe, backup, restore) nor the `function` world (describe, call)".into(),
+        })?;
+        let link_err = |e: wasmtime::Error| LoadError::Invalid {
+            what: label.clone(),
+            message: format!("it imports something Cairn does not provide: {e:#}"),
+        };
+        let pre = match kind {
+            ModuleKind::Task => {
+                let pre = self
+                    .inner
+                    .task_linker
+                    .instantiate_pre(&component)
+                    .map_err(link_err)?;
+                Pre::Task(TaskPre::new(pre).map_err(link_err)?)
+            }
+            ModuleKind::Function => {
+                let pre = self
+                    .inner
+                    .function_linker
+                    .instantiate_pre(&component)
+                    .map_err(link_err)?;
+                Pre::Function(FunctionPre::new(pre).map_err(link_err)?)
+            }
+        };
+        Ok(Arc::new(LoadedModule {
+            label,
+            digest,
+            kind,
+            component,
+            pre,
+        }))
+    }
+
+    fn new_store(&self, setup: &RunSetup, with_functions: bool) -> anyhow::Result<Store<RunData>> {
+        let g = &setup.grants;
+        let lim = &setup.limits;
+        let stdout = Capture::new("stdout", lim.output, setup.log.clone());
+        let stderr = Capture::new("stderr", lim.output, setup.log.clone());
+        let wasi = wasi::build(&g.paths, stdout.clone(), stderr.clone())?;
+        let data = RunData {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: RunLimiter::new(lim.memory),
+            stdout,
+            stderr,
+            log: LogCap::new(setup.log.clone()),
+            progress: ProgressCap::new(
+                &setup.job,
+                setup.progress.clone(),
+                setup.last_progress.clone(),
+            ),
+            time: TimeCap,
+            state: StateCap::new(&setup.job, setup.store.clone()),
+            secrets: SecretsCap::new(&setup.job, setup.secrets.clone()),
+            http: HttpCap::new(
+                &setup.job,
+                g.http.clone(),
+                lim.http_body,
+                self.inner.http.clone(),
+                setup.secrets.clone(),
+                setup.log.clone(),
+            ),
+            shell: ShellCap::new(
+                &setup.job,
+                ShellGrant {
+                    programs: g.commands.clone(),
+                    paths: g.paths.clone(),
+                },
+                lim.output,
+                setup.secrets.clone(),
+                setup.log.clone(),
+            ),
+            storage: StorageCap,
+            functions: with_functions.then(|| FunctionsCap::new(self.clone(), setup.clone())),
+        };
+        let mut store = Store::new(&self.inner.engine, data);
+        store.limiter(|d| &mut d.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_async_yield_and_update(1);
+        Ok(store)
+    }
+
+    /// Call `describe` on a module in a fresh store with no grants.
+    ///
+    /// # Errors
+    /// When instantiation or the call fails.
+    pub async fn describe(
+        &self,
+        module: &LoadedModule,
+        setup: RunSetup,
+    ) -> Result<Description, RunError> {
+        let with_functions = module.kind == ModuleKind::Task;
+        let mut store = self
+            .new_store(&setup, with_functions)
+            .map_err(RunError::Host)?;
+        let work = async {
+            match &module.pre {
+                Pre::Task(pre) => {
+                    let t = pre.instantiate_async(&mut store).await?;
+                    t.call_describe(&mut store).await
+                }
+                Pre::Function(pre) => {
+                    let f = pre.instantiate_async(&mut store).await?;
+                    f.call_describe(&mut store).await
+                }
+            }
+        };
+        let out = tokio::time::timeout(DESCRIBE_TIMEOUT, work).await;
+        finish(&mut store, DESCRIBE_TIMEOUT, out)
+    }
+
+    /// Run `op` of a task module with `context` under the limits of `setup`.
+    /// Returns the task's JSON result.
+    ///
+    /// # Errors
+    /// See [`RunError`].
+    pub async fn run_task(
+        &self,
+        module: &LoadedModule,
+        op: TaskOp,
+        context: bindings::task::cairn::plugin::types::Context,
+        setup: RunSetup,
+    ) -> Result<String, RunError> {
+        let Pre::Task(pre) = &module.pre else {
+            return Err(RunError::Host(anyhow::anyhow!(
+                "{} is a function module, not a task",
+                module.label
+            )));
+        };
+        let timeout = setup.limits.timeout;
+        let mut store = self.new_store(&setup, true).map_err(RunError::Host)?;
+        let work = async {
+            let t: Task = pre.instantiate_async(&mut store).await?;
+            match op {
+                TaskOp::Backup => t.call_backup(&mut store, &context).await,
+                TaskOp::Restore => t.call_restore(&mut store, &context).await,
+            }
+        };
+        let out = tokio::time::timeout(timeout, work).await;
+        let result = finish(&mut store, timeout, out)?;
+        result.map_err(RunError::Module).and_then(check_json)
+    }
+
+    /// Call a function module with JSON `params` in its own store.
+    ///
+    /// # Errors
+    /// See [`RunError`].
+    pub async fn call_function(
+        &self,
+        module: &LoadedModule,
+        params: &str,
+        setup: RunSetup,
+    ) -> Result<String, RunError> {
+        let Pre::Function(pre) = &module.pre else {
+            return Err(RunError::Host(anyhow::anyhow!(
+                "{} is a task module, not a function",
+                module.label
+            )));
+        };
+        let timeout = setup.limits.timeout;
+        let mut store = self.new_store(&setup, false).map_err(RunError::Host)?;
+        let work = async {
+            let f: Function = pre.instantiate_async(&mut store).await?;
+            f.call_call(&mut store, &params.to_string()).await
+        };
+        let out = tokio::time::timeout(timeout, work).await;
+        let result = finish(&mut store, timeout, out)?;
+        result.map_err(RunError::Module).and_then(check_json)
+    }
+}
+
+fn check_json(s: String) -> Result<String, RunError> {
+    serde_json::from_str::<serde_json::Value>(&s)
+        .map(|_| s)
+        .map_err(|e| RunError::BadOutput(format!("result is not JSON: {e}")))
+}
+
+/// Turn the outcome of a store's work into a result, classifying traps.
+fn finish<T>(
+    store: &mut Store<RunData>,
+    timeout: Duration,
+    out: Result<wasmtime::Result<T>, tokio::time::error::Elapsed>,
+) -> Result<T, RunError> {
+    let data = store.data();
+    data.stdout.flush_partial();
+    data.stderr.flush_partial();
+    match out {
+        Err(_) => Err(RunError::Timeout(timeout)),
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => {
+            if let Some(m) = e.downcast_ref::<MemoryLimitExceeded>() {
+                return Err(RunError::Memory(m.clone()));
+            }
+            if let Some(o) = e.downcast_ref::<OutputLimitExceeded>() {
+                return Err(RunError::Output(OutputLimitExceeded {
+                    stream: o.stream,
+                    limit: o.limit,
+                }));
+            }
+            let message = match e.downcast_ref::<wasmtime::Trap>() {
+                Some(trap) => trap.to_string(),
+                None => format!("{e:#}"),
+            };
+            let stderr = data.log_tail("stderr: ", 3);
+            Err(RunError::Trap { message, stderr })
+        }
+    }
+}
+
+impl RunData {
+    fn log_tail(&self, prefix: &str, n: usize) -> Vec<String> {
+        self.stdout
+            .log()
+            .tail(prefix, n)
+            .into_iter()
+            .map(|l| l.trim_start_matches(prefix).to_string())
+            .collect()
+    }
+}
+
+fn add_capabilities(linker: &mut Linker<RunData>) -> anyhow::Result<()> {
+    use bindings::task::cairn::plugin as p;
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    p::types::add_to_linker::<RunData, HasSelf<TimeCap>>(linker, |d| &mut d.time)?;
+    p::log::add_to_linker::<RunData, HasSelf<LogCap>>(linker, |d| &mut d.log)?;
+    p::progress::add_to_linker::<RunData, HasSelf<ProgressCap>>(linker, |d| &mut d.progress)?;
+    p::time::add_to_linker::<RunData, HasSelf<TimeCap>>(linker, |d| &mut d.time)?;
+    p::state::add_to_linker::<RunData, HasSelf<StateCap>>(linker, |d| &mut d.state)?;
+    p::secrets::add_to_linker::<RunData, HasSelf<SecretsCap>>(linker, |d| &mut d.secrets)?;
+    p::http::add_to_linker::<RunData, HasSelf<HttpCap>>(linker, |d| &mut d.http)?;
+    p::shell::add_to_linker::<RunData, HasSelf<ShellCap>>(linker, |d| &mut d.shell)?;
+    p::storage::add_to_linker::<RunData, HasSelf<StorageCap>>(linker, |d| &mut d.storage)?;
+    Ok(())
+}
+
+impl bindings::task::cairn::plugin::types::Host for TimeCap {}
+
+fn read_module(source: &ModuleSource) -> Result<(String, Vec<u8>), LoadError> {
+    match source {
+        ModuleSource::Builtin(name) => {
+            let b = builtins::find(name).ok_or_else(|| LoadError::UnknownBuiltin {
+                name: name.clone(),
+                available: builtins::all()
+                    .iter()
+                    .map(|b| b.name)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+            Ok((format!("builtin:{name}"), b.wasm.to_vec()))
+        }
+        ModuleSource::File(path) => {
+            let label = path.display().to_string();
+            let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
+                what: label.clone(),
+                source,
+            })?;
+            Ok((label, bytes))
+        }
+    }
+}
+
+fn check_magic(label: &str, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm {
+            what: label.to_string(),
+            magic: format!("`{}`", hex::encode(&bytes[..bytes.len().min(4)])),
+        });
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(LoadError::CoreModule {
+            what: label.to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn module_kind(engine: &Engine, component: &Component) -> Option<ModuleKind> {
+    let ty = component.component_type();
+    let exports: Vec<String> = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    let has = |n: &str| exports.iter().any(|e| e == n);
+    if has("backup") && has("restore") && has("describe") {
+        Some(ModuleKind::Task)
+    } else if has("call") && has("describe") {
+        Some(ModuleKind::Function)
+    } else {
+        None
+    }
+}
+
+/// Names of a component's imports (for `cairn plugin inspect`).
+pub fn imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect()
+}
+
+/// Bump the engine's epoch every [`TICK`] until the returned token is dropped.
+fn start_ticker(engine: &Engine) -> Arc<()> {
+    let token = Arc::new(());
+    let weak: Weak<()> = Arc::downgrade(&token);
+    let engine = engine.clone();
+    std::thread::Builder::new()
+        .name("cairn-epoch".into())
+        .spawn(move || {
+            while weak.strong_count() > 0 {
+                std::thread::sleep(TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawn epoch ticker");
+    token
+}
+
+/// Default compile-cache directory helper for callers without a config.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x).join("cairn");
+    }
+    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(h).join(".cache").join("cairn");
+    }
+    PathBuf::from(".cairn").join("cache")
+}

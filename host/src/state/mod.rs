@@ -1,0 +1,320 @@
+//! Run history and per-job key/value state, behind the [`StateStore`] trait.
+//!
+//! SQLite (embedded, WAL) is the default implementation ([`sqlite::SqliteStore`]);
+//! a PostgreSQL implementation for several nodes can be added behind the same trait.
+
+pub mod sqlite;
+
+use serde::Serialize;
+
+/// What a run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunKind {
+    /// A backup run.
+    Backup,
+    /// A restore run.
+    Restore,
+}
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Recorded, waiting to start.
+    Queued,
+    /// Running now.
+    Running,
+    /// Finished successfully.
+    Succeeded,
+    /// Finished with an error.
+    Failed,
+    /// Not run (for example because another run of the job was still going).
+    Skipped,
+    /// Was running when the process died; found at start-up.
+    Interrupted,
+    /// Stopped on purpose (shutdown, cancel).
+    Cancelled,
+}
+
+impl RunKind {
+    /// The name stored in the database and shown to users (`backup`, `restore`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Backup => "backup",
+            Self::Restore => "restore",
+        }
+    }
+
+    /// The kind named `name` (as returned by [`RunKind::as_str`]), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "backup" => Some(Self::Backup),
+            "restore" => Some(Self::Restore),
+            _ => None,
+        }
+    }
+}
+
+impl RunStatus {
+    /// Every status, in life-cycle order.
+    pub const ALL: [Self; 7] = [
+        Self::Queued,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Interrupted,
+        Self::Cancelled,
+    ];
+
+    /// The name stored in the database and shown to users (`running`, `failed` …).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Interrupted => "interrupted",
+            Self::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `name` (as returned by [`RunStatus::as_str`]), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// Whether the run has ended (anything but `Queued` and `Running`).
+    #[must_use]
+    pub const fn is_finished(self) -> bool {
+        !matches!(self, Self::Queued | Self::Running)
+    }
+}
+
+/// Crockford's base32 alphabet (no I, L, O, U), as used by ULIDs.
+const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+/// A fresh run id: a 26-character ULID (48-bit millisecond timestamp, then 80
+/// random bits, in Crockford base32).
+///
+/// Ids sort by creation time as plain strings. Within one process they are
+/// strictly increasing (several ids in the same millisecond increment the
+/// random part); across processes they are unique thanks to the random bits.
+#[must_use]
+pub fn new_run_id() -> String {
+    use std::sync::{Mutex, PoisonError};
+
+    /// Last (millisecond, random part) handed out by this process.
+    static LAST: Mutex<(u64, u128)> = Mutex::new((0, 0));
+    const RANDOM_MASK: u128 = (1 << 80) - 1;
+    const TIME_MASK: u64 = (1 << 48) - 1;
+
+    let now = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis(),
+    )
+    .unwrap_or(TIME_MASK);
+
+    let (ms, random) = {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        let next = if now > last.0 {
+            (now, random_bits() & RANDOM_MASK)
+        } else if last.1 < RANDOM_MASK {
+            // Same millisecond (or the clock went back): stay monotonic.
+            (last.0, last.1 + 1)
+        } else {
+            (last.0 + 1, random_bits() & RANDOM_MASK)
+        };
+        *last = next;
+        next
+    };
+
+    let value = (u128::from(ms & TIME_MASK) << 80) | random;
+    (0..26)
+        .map(|i| {
+            // 26 × 5 = 130 bits; the first character carries the top 3 bits.
+            let digit = (value >> (5 * (25 - i))) & 31;
+            char::from(CROCKFORD[digit as usize])
+        })
+        .collect()
+}
+
+/// 128 bits that differ between calls and between processes: std's
+/// `RandomState` is keyed from the operating system's random source, and the
+/// time, process id and a counter are mixed in.
+fn random_bits() -> u128 {
+    use std::hash::{BuildHasher, Hasher};
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let half = |salt: u64| {
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u64(salt);
+        hasher.write_u128(nanos);
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(count);
+        hasher.finish()
+    };
+    (u128::from(half(0)) << 64) | u128::from(half(1))
+}
+
+/// One run as recorded in the store.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    /// Unique id (a ULID-like sortable string).
+    pub id: String,
+    /// Job name.
+    pub job: String,
+    /// Backup or restore.
+    pub kind: RunKind,
+    /// Current status.
+    pub status: RunStatus,
+    /// Start time, milliseconds since the Unix epoch.
+    pub started_at_ms: i64,
+    /// End time, if finished.
+    pub finished_at_ms: Option<i64>,
+    /// Error message (the whole chain) for a failed run.
+    pub error: Option<String>,
+    /// Snapshot id written (backup) or read (restore).
+    pub snapshot_id: Option<String>,
+    /// Bytes written or restored.
+    pub bytes: u64,
+    /// The task's JSON result, if any.
+    pub result: Option<String>,
+}
+
+/// One log line of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LogLine {
+    /// Time, milliseconds since the Unix epoch.
+    pub at_ms: i64,
+    /// `trace`, `debug`, `info`, `warn` or `error`.
+    pub level: String,
+    /// The message, secrets already redacted.
+    pub message: String,
+    /// Structured fields, secrets already redacted.
+    pub fields: Vec<(String, String)>,
+}
+
+/// How a finished run ended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunOutcome {
+    /// `Succeeded`, `Failed`, `Cancelled` …
+    pub status: RunStatus,
+    /// Error chain for a failure.
+    pub error: Option<String>,
+    /// Snapshot id, if any.
+    pub snapshot_id: Option<String>,
+    /// Bytes moved.
+    pub bytes: u64,
+    /// Task's JSON result.
+    pub result: Option<String>,
+}
+
+/// Errors from a state store.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// The database could not be opened, created or migrated.
+    #[error("cannot open state store at {path}: {source}")]
+    Open {
+        /// Where.
+        path: String,
+        /// Why.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// A query failed.
+    #[error("state store query failed: {0}")]
+    Query(#[from] rusqlite::Error),
+    /// No run with this id.
+    #[error("no run with id `{0}`")]
+    NoSuchRun(String),
+}
+
+/// Storage for run history and job state. Implementations are cheap to call
+/// from async code (local, short operations) and safe to share between threads.
+pub trait StateStore: Send + Sync {
+    /// Record a new run as `Running` (returns its record, with a fresh id).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn start_run(&self, job: &str, kind: RunKind) -> Result<RunRecord, StateError>;
+
+    /// Record how a run ended.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id.
+    fn finish_run(&self, id: &str, outcome: &RunOutcome) -> Result<(), StateError>;
+
+    /// Append log lines to a run. A run keeps a bounded number of lines
+    /// (10,000 by default); later lines are counted in one final
+    /// "… N more log lines dropped" line instead of being stored.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id; otherwise when the store
+    /// cannot be written.
+    fn append_logs(&self, id: &str, lines: &[LogLine]) -> Result<(), StateError>;
+
+    /// One run.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id.
+    fn run(&self, id: &str) -> Result<RunRecord, StateError>;
+
+    /// Most recent runs first, optionally of one job only, at most `limit`.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Log lines of a run, oldest first.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id; otherwise when the store
+    /// cannot be read.
+    fn logs(&self, id: &str) -> Result<Vec<LogLine>, StateError>;
+
+    /// Mark every run still `Running` or `Queued` as `Interrupted` (called at
+    /// start-up: such runs were left by a process that died). Returns how many.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn reconcile_interrupted(&self) -> Result<usize, StateError>;
+
+    /// Value of a job's key.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn kv_get(&self, job: &str, key: &str) -> Result<Option<String>, StateError>;
+
+    /// Set a job's key.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn kv_set(&self, job: &str, key: &str, value: &str) -> Result<(), StateError>;
+
+    /// Delete a job's key (missing is fine).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn kv_delete(&self, job: &str, key: &str) -> Result<(), StateError>;
+
+    /// A job's keys starting with `prefix`, sorted.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn kv_keys(&self, job: &str, prefix: &str) -> Result<Vec<String>, StateError>;
+}

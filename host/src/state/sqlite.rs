@@ -1,0 +1,1015 @@
+//! SQLite implementation of [`StateStore`]: one embedded database file in WAL mode.
+//!
+//! The schema is versioned with `PRAGMA user_version` and brought up to date by
+//! the `MIGRATIONS` list when the store is opened; to change the schema, append a
+//! migration (never edit one that has shipped).
+//!
+//! Several processes may open the same file: writes are single statements or
+//! `IMMEDIATE` transactions, and wait up to [`BUSY_TIMEOUT`] for the lock.
+
+use std::path::Path;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, ffi, params};
+
+use super::{
+    LogLine, RunKind, RunOutcome, RunRecord, RunStatus, StateError, StateStore, new_run_id,
+};
+
+/// How many log lines a run keeps before later ones are only counted.
+pub const DEFAULT_LOG_CAP: usize = 10_000;
+
+/// How long a statement waits for another connection's lock before failing.
+pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Error recorded on runs found `running` or `queued` at start-up.
+pub const INTERRUPTED_ERROR: &str = "the process running it stopped before it finished";
+
+/// Schema migrations: entry `i` takes the database from `user_version` `i` to
+/// `i + 1`. Each runs in its own transaction together with the version bump.
+const MIGRATIONS: &[&str] = &[
+    // Version 1: run history, run logs, per-job key/value state.
+    "
+    CREATE TABLE runs (
+        id             TEXT PRIMARY KEY NOT NULL,
+        job            TEXT NOT NULL,
+        kind           TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        started_at_ms  INTEGER NOT NULL,
+        finished_at_ms INTEGER,
+        error          TEXT,
+        snapshot_id    TEXT,
+        bytes          INTEGER NOT NULL DEFAULT 0,
+        result         TEXT,
+        -- log lines counted but not stored once the run reached its log cap
+        logs_dropped   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX runs_job_started ON runs (job, started_at_ms);
+    CREATE INDEX runs_started ON runs (started_at_ms);
+
+    CREATE TABLE run_logs (
+        run_id      TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        seq         INTEGER NOT NULL,
+        at_ms       INTEGER NOT NULL,
+        level       TEXT NOT NULL,
+        message     TEXT NOT NULL,
+        fields_json TEXT,
+        PRIMARY KEY (run_id, seq)
+    );
+
+    CREATE TABLE kv (
+        job           TEXT NOT NULL,
+        key           TEXT NOT NULL,
+        value         TEXT NOT NULL,
+        updated_at_ms INTEGER NOT NULL,
+        PRIMARY KEY (job, key)
+    ) WITHOUT ROWID;
+    ",
+];
+
+/// Columns of `runs` read into a [`RunRecord`], in [`run_from_row`]'s order.
+const RUN_COLUMNS: &str =
+    "id, job, kind, status, started_at_ms, finished_at_ms, error, snapshot_id, bytes, result";
+
+/// Run history and job state in a SQLite database.
+///
+/// The connection sits behind a mutex, so the store is `Send + Sync` and can be
+/// shared (for example in an `Arc`) by every task of the process; other
+/// processes may open the same file at the same time.
+#[derive(Debug)]
+pub struct SqliteStore {
+    conn: Mutex<Connection>,
+    log_cap: usize,
+}
+
+impl SqliteStore {
+    /// Open (creating it and its parent directories if needed) the database at
+    /// `path`, switch it to WAL mode and bring its schema up to date.
+    ///
+    /// # Errors
+    /// [`StateError::Open`] when the directory or file cannot be created or
+    /// opened, when the schema cannot be migrated, or when the database was
+    /// written by a newer version of this program.
+    pub fn open(path: &Path) -> Result<Self, StateError> {
+        let open_err = |source| StateError::Open {
+            path: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| {
+                open_err(failure(
+                    ffi::SQLITE_CANTOPEN,
+                    format!("cannot create directory {}: {e}", parent.display()),
+                ))
+            })?;
+        }
+        let conn = Connection::open(path).map_err(open_err)?;
+        Self::init(conn, true).map_err(open_err)
+    }
+
+    /// A private, empty database in memory (for tests and dry runs).
+    ///
+    /// # Errors
+    /// [`StateError::Open`] when SQLite cannot create it (out of memory).
+    pub fn open_in_memory() -> Result<Self, StateError> {
+        let open_err = |source| StateError::Open {
+            path: ":memory:".to_owned(),
+            source,
+        };
+        let conn = Connection::open_in_memory().map_err(open_err)?;
+        Self::init(conn, false).map_err(open_err)
+    }
+
+    /// Keep at most `cap` log lines per run (default [`DEFAULT_LOG_CAP`]);
+    /// later lines only raise the count in the final "dropped" line.
+    #[must_use]
+    pub fn with_log_cap(mut self, cap: usize) -> Self {
+        self.log_cap = cap;
+        self
+    }
+
+    /// Configure the connection and migrate the schema.
+    fn init(mut conn: Connection, wal: bool) -> rusqlite::Result<Self> {
+        conn.busy_timeout(BUSY_TIMEOUT)?;
+        if wal {
+            // Returns the mode actually in effect; a file system that cannot do
+            // WAL keeps the rollback journal, which is slower but correct.
+            let _mode: String =
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))?;
+        }
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+            log_cap: DEFAULT_LOG_CAP,
+        })
+    }
+
+    /// The connection. A panic while it was held leaves it usable (any open
+    /// transaction was rolled back when dropped), so poisoning is ignored.
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Apply the migrations the database has not seen yet.
+fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let known = MIGRATIONS.len();
+    // Quick check without taking the write lock (the usual case: up to date).
+    let version: usize = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version == known {
+        return Ok(());
+    }
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    // Re-read under the lock: another process may have migrated meanwhile.
+    let version: usize = tx.pragma_query_value(None, "user_version", |row| row.get(0))?;
+    if version > known {
+        return Err(failure(
+            ffi::SQLITE_ERROR,
+            format!(
+                "the database has schema version {version}, newer than the {known} this \
+                 program knows; use a newer cairn"
+            ),
+        ));
+    }
+    for (from, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", from + 1)?;
+    }
+    tx.commit()
+}
+
+/// A SQLite error with code `code` and our own message.
+fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message))
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// SQLite integers are signed 64-bit; saturate larger byte counts.
+fn bytes_to_sql(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+/// Whether a run with this id exists.
+fn run_exists(conn: &Connection, id: &str) -> rusqlite::Result<bool> {
+    conn.prepare_cached("SELECT 1 FROM runs WHERE id = ?1")?
+        .exists([id])
+}
+
+/// Read a row selected with [`RUN_COLUMNS`].
+fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
+    let bytes: i64 = row.get(8)?;
+    Ok(RunRecord {
+        id: row.get(0)?,
+        job: row.get(1)?,
+        kind: row.get(2)?,
+        status: row.get(3)?,
+        started_at_ms: row.get(4)?,
+        finished_at_ms: row.get(5)?,
+        error: row.get(6)?,
+        snapshot_id: row.get(7)?,
+        bytes: u64::try_from(bytes).unwrap_or(0),
+        result: row.get(9)?,
+    })
+}
+
+/// Store fields as a JSON array of `[name, value]` pairs (order and repeats
+/// kept); no fields are stored as NULL.
+fn fields_to_json(fields: &[(String, String)]) -> rusqlite::Result<Option<String>> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(fields)
+        .map(Some)
+        .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Read a row of `at_ms, level, message, fields_json`.
+fn log_from_row(row: &Row<'_>) -> rusqlite::Result<LogLine> {
+    let fields_json: Option<String> = row.get(3)?;
+    let fields = match fields_json {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(3, Type::Text, Box::new(e)))?,
+    };
+    Ok(LogLine {
+        at_ms: row.get(0)?,
+        level: row.get(1)?,
+        message: row.get(2)?,
+        fields,
+    })
+}
+
+/// The line standing for `dropped` lines that were not stored.
+fn dropped_message(dropped: u64) -> String {
+    let lines = if dropped == 1 { "line" } else { "lines" };
+    format!("… {dropped} more log {lines} dropped")
+}
+
+impl ToSql for RunKind {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunKind {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown run kind `{name}`").into()))
+    }
+}
+
+impl ToSql for RunStatus {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for RunStatus {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown run status `{name}`").into()))
+    }
+}
+
+impl StateStore for SqliteStore {
+    fn start_run(&self, job: &str, kind: RunKind) -> Result<RunRecord, StateError> {
+        let record = RunRecord {
+            id: new_run_id(),
+            job: job.to_owned(),
+            kind,
+            status: RunStatus::Running,
+            started_at_ms: now_ms(),
+            finished_at_ms: None,
+            error: None,
+            snapshot_id: None,
+            bytes: 0,
+            result: None,
+        };
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO runs (id, job, kind, status, started_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                record.id,
+                record.job,
+                record.kind,
+                record.status,
+                record.started_at_ms
+            ])?;
+        Ok(record)
+    }
+
+    fn finish_run(&self, id: &str, outcome: &RunOutcome) -> Result<(), StateError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, finished_at_ms = ?3, error = ?4, \
+                 snapshot_id = ?5, bytes = ?6, result = ?7 WHERE id = ?1",
+            )?
+            .execute(params![
+                id,
+                outcome.status,
+                now_ms(),
+                outcome.error,
+                outcome.snapshot_id,
+                bytes_to_sql(outcome.bytes),
+                outcome.result
+            ])?;
+        if changed == 0 {
+            return Err(StateError::NoSuchRun(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn append_logs(&self, id: &str, lines: &[LogLine]) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (next_seq, dropped): (i64, i64) = tx
+            .prepare_cached(
+                "SELECT (SELECT COALESCE(MAX(seq) + 1, 0) FROM run_logs WHERE run_id = ?1), \
+                 logs_dropped FROM runs WHERE id = ?1",
+            )?
+            .query_row([id], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()?
+            .ok_or_else(|| StateError::NoSuchRun(id.to_owned()))?;
+        if lines.is_empty() {
+            return Ok(());
+        }
+
+        // Regular lines take seq 0..cap; the "dropped" line, once needed, seq cap.
+        let cap = i64::try_from(self.log_cap).unwrap_or(i64::MAX);
+        let stored = next_seq.min(cap);
+        let room = usize::try_from(cap - stored).unwrap_or(usize::MAX);
+        let (kept, over) = lines.split_at(room.min(lines.len()));
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO run_logs (run_id, seq, at_ms, level, message, fields_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for (seq, line) in (stored..).zip(kept) {
+                insert.execute(params![
+                    id,
+                    seq,
+                    line.at_ms,
+                    line.level,
+                    line.message,
+                    fields_to_json(&line.fields)?
+                ])?;
+            }
+            if let Some(last) = over.last() {
+                let over = i64::try_from(over.len()).unwrap_or(i64::MAX);
+                let dropped = dropped.saturating_add(over);
+                tx.prepare_cached("UPDATE runs SET logs_dropped = ?2 WHERE id = ?1")?
+                    .execute(params![id, dropped])?;
+                let count = u64::try_from(dropped).unwrap_or(0);
+                let fields = [("dropped".to_owned(), count.to_string())];
+                tx.prepare_cached(
+                    "INSERT OR REPLACE INTO run_logs \
+                     (run_id, seq, at_ms, level, message, fields_json) \
+                     VALUES (?1, ?2, ?3, 'warn', ?4, ?5)",
+                )?
+                .execute(params![
+                    id,
+                    cap,
+                    last.at_ms,
+                    dropped_message(count),
+                    fields_to_json(&fields)?
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn run(&self, id: &str) -> Result<RunRecord, StateError> {
+        self.conn()
+            .prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+            .query_row([id], run_from_row)
+            .optional()?
+            .ok_or_else(|| StateError::NoSuchRun(id.to_owned()))
+    }
+
+    fn runs(&self, job: Option<&str>, limit: usize) -> Result<Vec<RunRecord>, StateError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let conn = self.conn();
+        let runs = if let Some(job) = job {
+            conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE job = ?1 \
+                 ORDER BY started_at_ms DESC, id DESC LIMIT ?2"
+            ))?
+            .query_map(params![job, limit], run_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+        } else {
+            conn.prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs ORDER BY started_at_ms DESC, id DESC LIMIT ?1"
+            ))?
+            .query_map([limit], run_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?
+        };
+        Ok(runs)
+    }
+
+    fn logs(&self, id: &str) -> Result<Vec<LogLine>, StateError> {
+        let conn = self.conn();
+        let lines = conn
+            .prepare_cached(
+                "SELECT at_ms, level, message, fields_json FROM run_logs \
+                 WHERE run_id = ?1 ORDER BY seq",
+            )?
+            .query_map([id], log_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        if lines.is_empty() && !run_exists(&conn, id)? {
+            return Err(StateError::NoSuchRun(id.to_owned()));
+        }
+        Ok(lines)
+    }
+
+    fn reconcile_interrupted(&self) -> Result<usize, StateError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET status = ?1, finished_at_ms = ?2, \
+                 error = COALESCE(error, ?3) WHERE status IN (?4, ?5)",
+            )?
+            .execute(params![
+                RunStatus::Interrupted,
+                now_ms(),
+                INTERRUPTED_ERROR,
+                RunStatus::Running,
+                RunStatus::Queued
+            ])?;
+        Ok(changed)
+    }
+
+    fn kv_get(&self, job: &str, key: &str) -> Result<Option<String>, StateError> {
+        let value = self
+            .conn()
+            .prepare_cached("SELECT value FROM kv WHERE job = ?1 AND key = ?2")?
+            .query_row([job, key], |row| row.get(0))
+            .optional()?;
+        Ok(value)
+    }
+
+    fn kv_set(&self, job: &str, key: &str, value: &str) -> Result<(), StateError> {
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO kv (job, key, value, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (job, key) DO UPDATE \
+                 SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+            )?
+            .execute(params![job, key, value, now_ms()])?;
+        Ok(())
+    }
+
+    fn kv_delete(&self, job: &str, key: &str) -> Result<(), StateError> {
+        self.conn()
+            .prepare_cached("DELETE FROM kv WHERE job = ?1 AND key = ?2")?
+            .execute([job, key])?;
+        Ok(())
+    }
+
+    fn kv_keys(&self, job: &str, prefix: &str) -> Result<Vec<String>, StateError> {
+        let conn = self.conn();
+        let mut stmt =
+            conn.prepare_cached("SELECT key FROM kv WHERE job = ?1 AND key >= ?2 ORDER BY key")?;
+        let mut rows = stmt.query([job, prefix])?;
+        // Keys with the prefix sort together, right from the prefix itself
+        // (BINARY collation compares UTF-8 bytes), so stop at the first other.
+        let mut keys = Vec::new();
+        while let Some(row) = rows.next()? {
+            let key: String = row.get(0)?;
+            if !key.starts_with(prefix) {
+                break;
+            }
+            keys.push(key);
+        }
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(at_ms: i64, level: &str, message: &str, fields: &[(&str, &str)]) -> LogLine {
+        LogLine {
+            at_ms,
+            level: level.to_owned(),
+            message: message.to_owned(),
+            fields: fields
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    fn outcome(status: RunStatus) -> RunOutcome {
+        RunOutcome {
+            status,
+            error: None,
+            snapshot_id: None,
+            bytes: 0,
+            result: None,
+        }
+    }
+
+    fn set_started(store: &SqliteStore, id: &str, started_at_ms: i64) {
+        store
+            .conn()
+            .execute(
+                "UPDATE runs SET started_at_ms = ?2 WHERE id = ?1",
+                params![id, started_at_ms],
+            )
+            .unwrap();
+    }
+
+    /// A fresh directory under the system temp dir, removed on drop.
+    struct TempDir(std::path::PathBuf);
+
+    impl TempDir {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("cairn-state-{name}-{}", new_run_id()));
+            Self(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn run_round_trip() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let started = store.start_run("db", RunKind::Backup).unwrap();
+        assert_eq!(started.status, RunStatus::Running);
+        assert_eq!(started.job, "db");
+        assert_eq!(started.id.len(), 26);
+        assert_eq!(store.run(&started.id).unwrap(), started);
+
+        let done = RunOutcome {
+            status: RunStatus::Failed,
+            error: Some("copy failed: disk full".into()),
+            snapshot_id: Some("abc123".into()),
+            bytes: 1 << 40,
+            result: Some(r#"{"files":3}"#.into()),
+        };
+        store.finish_run(&started.id, &done).unwrap();
+        let read = store.run(&started.id).unwrap();
+        assert_eq!(read.id, started.id);
+        assert_eq!(read.kind, RunKind::Backup);
+        assert_eq!(read.status, RunStatus::Failed);
+        assert_eq!(read.started_at_ms, started.started_at_ms);
+        assert!(read.finished_at_ms.unwrap() >= started.started_at_ms);
+        assert_eq!(read.error, done.error);
+        assert_eq!(read.snapshot_id, done.snapshot_id);
+        assert_eq!(read.bytes, 1 << 40);
+        assert_eq!(read.result, done.result);
+
+        let restore = store.start_run("db", RunKind::Restore).unwrap();
+        assert_eq!(store.run(&restore.id).unwrap().kind, RunKind::Restore);
+    }
+
+    #[test]
+    fn unknown_run_ids() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let err = store
+            .finish_run("nope", &outcome(RunStatus::Succeeded))
+            .unwrap_err();
+        assert!(
+            matches!(&err, StateError::NoSuchRun(id) if id == "nope"),
+            "{err}"
+        );
+        assert!(matches!(store.run("nope"), Err(StateError::NoSuchRun(_))));
+        assert!(matches!(store.logs("nope"), Err(StateError::NoSuchRun(_))));
+        let lines = [line(1, "info", "x", &[])];
+        assert!(matches!(
+            store.append_logs("nope", &lines),
+            Err(StateError::NoSuchRun(_))
+        ));
+        assert!(matches!(
+            store.append_logs("nope", &[]),
+            Err(StateError::NoSuchRun(_))
+        ));
+    }
+
+    #[test]
+    fn runs_newest_first_filtered_and_limited() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut ids = Vec::new();
+        for (i, job) in ["a", "b", "a", "a", "b"].into_iter().enumerate() {
+            let run = store.start_run(job, RunKind::Backup).unwrap();
+            set_started(&store, &run.id, 1_000 + i64::try_from(i).unwrap());
+            ids.push(run.id);
+        }
+        // Two runs in the same millisecond: the later id comes first.
+        let same = store.start_run("a", RunKind::Backup).unwrap();
+        set_started(&store, &same.id, 1_004);
+
+        let all: Vec<_> = store
+            .runs(None, 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(
+            all,
+            [&same.id, &ids[4], &ids[3], &ids[2], &ids[1], &ids[0]].map(String::as_str)
+        );
+
+        let a: Vec<_> = store
+            .runs(Some("a"), 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(a, [&same.id, &ids[3], &ids[2], &ids[0]].map(String::as_str));
+
+        let a2: Vec<_> = store
+            .runs(Some("a"), 2)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(a2, [&same.id, &ids[3]].map(String::as_str));
+
+        assert_eq!(store.runs(None, 3).unwrap().len(), 3);
+        assert!(store.runs(None, 0).unwrap().is_empty());
+        assert!(store.runs(Some("zzz"), 10).unwrap().is_empty());
+        assert_eq!(store.runs(None, usize::MAX).unwrap().len(), 6);
+    }
+
+    #[test]
+    fn logs_in_order_with_fields() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let run = store.start_run("db", RunKind::Backup).unwrap();
+        let other = store.start_run("db", RunKind::Backup).unwrap();
+        assert!(store.logs(&run.id).unwrap().is_empty());
+
+        let first = vec![
+            line(10, "info", "starting", &[]),
+            line(
+                11,
+                "debug",
+                "dumping",
+                &[("table", "users"), ("rows", "12"), ("table", "x")],
+            ),
+        ];
+        let second = vec![line(12, "error", "boom", &[("code", "7")])];
+        store.append_logs(&run.id, &first).unwrap();
+        store
+            .append_logs(&other.id, &[line(5, "info", "other", &[])])
+            .unwrap();
+        store.append_logs(&run.id, &[]).unwrap();
+        store.append_logs(&run.id, &second).unwrap();
+
+        let expected: Vec<_> = first.into_iter().chain(second).collect();
+        assert_eq!(store.logs(&run.id).unwrap(), expected);
+        assert_eq!(
+            store.logs(&other.id).unwrap(),
+            [line(5, "info", "other", &[])]
+        );
+    }
+
+    #[test]
+    fn log_cap_counts_dropped_lines() {
+        let store = SqliteStore::open_in_memory().unwrap().with_log_cap(5);
+        let run = store.start_run("db", RunKind::Backup).unwrap();
+        let batch = |from: i64, n: i64| -> Vec<LogLine> {
+            (from..from + n)
+                .map(|i| line(i, "info", &format!("line {i}"), &[]))
+                .collect()
+        };
+
+        store.append_logs(&run.id, &batch(0, 3)).unwrap();
+        assert_eq!(store.logs(&run.id).unwrap().len(), 3);
+
+        // Crosses the cap: 2 kept, 2 dropped.
+        store.append_logs(&run.id, &batch(3, 4)).unwrap();
+        let logs = store.logs(&run.id).unwrap();
+        assert_eq!(logs.len(), 6);
+        assert_eq!(logs[..5], batch(0, 5)[..]);
+        assert_eq!(logs[5].message, "… 2 more log lines dropped");
+        assert_eq!(logs[5].level, "warn");
+        assert_eq!(logs[5].at_ms, 6);
+        assert_eq!(logs[5].fields, [("dropped".to_owned(), "2".to_owned())]);
+
+        // Already full: everything is counted, still one final line.
+        store.append_logs(&run.id, &batch(7, 10)).unwrap();
+        store.append_logs(&run.id, &batch(17, 1)).unwrap();
+        let logs = store.logs(&run.id).unwrap();
+        assert_eq!(logs.len(), 6);
+        assert_eq!(logs[..5], batch(0, 5)[..]);
+        assert_eq!(logs[5].message, "… 13 more log lines dropped");
+        assert_eq!(logs[5].at_ms, 17);
+
+        // Another run has its own budget.
+        let other = store.start_run("db", RunKind::Backup).unwrap();
+        store.append_logs(&other.id, &batch(0, 6)).unwrap();
+        let logs = store.logs(&other.id).unwrap();
+        assert_eq!(logs.len(), 6);
+        assert_eq!(logs[5].message, "… 1 more log line dropped");
+
+        // A cap of zero keeps only the count.
+        let none = SqliteStore::open_in_memory().unwrap().with_log_cap(0);
+        let run = none.start_run("db", RunKind::Backup).unwrap();
+        none.append_logs(&run.id, &batch(0, 3)).unwrap();
+        let logs = none.logs(&run.id).unwrap();
+        assert_eq!(logs.len(), 1);
+        assert_eq!(logs[0].message, "… 3 more log lines dropped");
+    }
+
+    #[test]
+    fn default_log_cap() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let run = store.start_run("db", RunKind::Backup).unwrap();
+        let lines: Vec<_> = (0..10_003).map(|i| line(i, "info", "x", &[])).collect();
+        store.append_logs(&run.id, &lines).unwrap();
+        let logs = store.logs(&run.id).unwrap();
+        assert_eq!(logs.len(), DEFAULT_LOG_CAP + 1);
+        assert_eq!(logs[DEFAULT_LOG_CAP].message, "… 3 more log lines dropped");
+    }
+
+    #[test]
+    fn reconcile_marks_unfinished_runs_interrupted() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let running = store.start_run("a", RunKind::Backup).unwrap();
+        let done = store.start_run("a", RunKind::Backup).unwrap();
+        store
+            .finish_run(&done.id, &outcome(RunStatus::Succeeded))
+            .unwrap();
+        let failed = store.start_run("b", RunKind::Restore).unwrap();
+        let failure = RunOutcome {
+            error: Some("no".into()),
+            ..outcome(RunStatus::Failed)
+        };
+        store.finish_run(&failed.id, &failure).unwrap();
+        let queued = store.start_run("b", RunKind::Backup).unwrap();
+        let with_error = store.start_run("c", RunKind::Backup).unwrap();
+        {
+            let conn = store.conn();
+            conn.execute(
+                "UPDATE runs SET status = 'queued' WHERE id = ?1",
+                [&queued.id],
+            )
+            .unwrap();
+            conn.execute(
+                "UPDATE runs SET error = 'earlier' WHERE id = ?1",
+                [&with_error.id],
+            )
+            .unwrap();
+        }
+        let before = store.run(&done.id).unwrap();
+        let failed_before = store.run(&failed.id).unwrap();
+
+        assert_eq!(store.reconcile_interrupted().unwrap(), 3);
+        for id in [&running.id, &queued.id] {
+            let run = store.run(id).unwrap();
+            assert_eq!(run.status, RunStatus::Interrupted);
+            assert!(run.finished_at_ms.is_some());
+            assert_eq!(run.error.as_deref(), Some(INTERRUPTED_ERROR));
+        }
+        let kept = store.run(&with_error.id).unwrap();
+        assert_eq!(kept.status, RunStatus::Interrupted);
+        assert_eq!(kept.error.as_deref(), Some("earlier"));
+        assert_eq!(store.run(&done.id).unwrap(), before);
+        assert_eq!(store.run(&failed.id).unwrap(), failed_before);
+
+        assert_eq!(store.reconcile_interrupted().unwrap(), 0);
+    }
+
+    #[test]
+    fn kv_per_job() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap(), None);
+        store.kv_set("a", "k", "1").unwrap();
+        store.kv_set("b", "k", "other").unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("1"));
+        store.kv_set("a", "k", "2").unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("2"));
+        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some("other"));
+
+        for key in [
+            "last/b", "last/a", "last", "lasting", "lasu", "l", "z", "last/é",
+        ] {
+            store.kv_set("a", key, "v").unwrap();
+        }
+        store.kv_set("b", "last/c", "v").unwrap();
+        assert_eq!(
+            store.kv_keys("a", "last/").unwrap(),
+            ["last/a", "last/b", "last/é"]
+        );
+        assert_eq!(
+            store.kv_keys("a", "last").unwrap(),
+            ["last", "last/a", "last/b", "last/é", "lasting"]
+        );
+        assert_eq!(store.kv_keys("a", "").unwrap().len(), 9);
+        assert!(store.kv_keys("a", "nope").unwrap().is_empty());
+        assert_eq!(store.kv_keys("b", "").unwrap(), ["k", "last/c"]);
+
+        store.kv_delete("a", "k").unwrap();
+        store.kv_delete("a", "never-set").unwrap();
+        assert_eq!(store.kv_get("a", "k").unwrap(), None);
+        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some("other"));
+    }
+
+    #[test]
+    fn file_store_reopens_in_wal_mode() {
+        let dir = TempDir::new("reopen");
+        let path = dir.0.join("nested/dirs/state.db");
+        let id = {
+            let store = SqliteStore::open(&path).unwrap();
+            let run = store.start_run("db", RunKind::Backup).unwrap();
+            store
+                .append_logs(&run.id, &[line(1, "info", "hi", &[])])
+                .unwrap();
+            store.kv_set("db", "k", "v").unwrap();
+            run.id
+        };
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(store.run(&id).unwrap().status, RunStatus::Running);
+        assert_eq!(store.logs(&id).unwrap().len(), 1);
+        assert_eq!(store.kv_get("db", "k").unwrap().as_deref(), Some("v"));
+
+        let conn = store.conn();
+        let mode: String = conn
+            .pragma_query_value(None, "journal_mode", |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let sync: i64 = conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap();
+        assert_eq!(sync, 1, "NORMAL");
+        let fk: i64 = conn
+            .pragma_query_value(None, "foreign_keys", |r| r.get(0))
+            .unwrap();
+        assert_eq!(fk, 1);
+        let version: usize = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = TempDir::new("newer");
+        let path = dir.0.join("state.db");
+        drop(SqliteStore::open(&path).unwrap());
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", MIGRATIONS.len() + 1)
+            .unwrap();
+        let err = SqliteStore::open(&path).unwrap_err();
+        assert!(matches!(err, StateError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    #[test]
+    fn unusable_directory_is_an_open_error() {
+        let dir = TempDir::new("blocked");
+        std::fs::create_dir_all(&dir.0).unwrap();
+        let file = dir.0.join("file");
+        std::fs::write(&file, b"").unwrap();
+        let err = SqliteStore::open(&file.join("state.db")).unwrap_err();
+        assert!(matches!(err, StateError::Open { .. }), "{err}");
+        assert!(err.to_string().contains("cannot create directory"), "{err}");
+    }
+
+    #[test]
+    fn two_connections_share_the_file() {
+        let dir = TempDir::new("shared");
+        let path = dir.0.join("state.db");
+        let one = SqliteStore::open(&path).unwrap();
+        let two = SqliteStore::open(&path).unwrap().with_log_cap(3);
+
+        let run = one.start_run("db", RunKind::Backup).unwrap();
+        assert_eq!(two.run(&run.id).unwrap(), run);
+        two.append_logs(&run.id, &[line(1, "info", "from two", &[])])
+            .unwrap();
+        one.append_logs(&run.id, &[line(2, "info", "from one", &[])])
+            .unwrap();
+        let messages: Vec<_> = two
+            .logs(&run.id)
+            .unwrap()
+            .into_iter()
+            .map(|l| l.message)
+            .collect();
+        assert_eq!(messages, ["from two", "from one"]);
+
+        two.finish_run(&run.id, &outcome(RunStatus::Succeeded))
+            .unwrap();
+        assert_eq!(one.run(&run.id).unwrap().status, RunStatus::Succeeded);
+        one.kv_set("db", "k", "1").unwrap();
+        assert_eq!(two.kv_get("db", "k").unwrap().as_deref(), Some("1"));
+
+        // Concurrent writers from several threads on both connections.
+        let one = std::sync::Arc::new(one);
+        let two = std::sync::Arc::new(two);
+        let handles: Vec<_> = (0..4)
+            .map(|t| {
+                let store = if t % 2 == 0 { one.clone() } else { two.clone() };
+                std::thread::spawn(move || {
+                    for i in 0..25 {
+                        let run = store.start_run("busy", RunKind::Backup).unwrap();
+                        store
+                            .append_logs(&run.id, &[line(i, "info", "x", &[])])
+                            .unwrap();
+                        store.kv_set("busy", &format!("{t}/{i}"), "v").unwrap();
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap();
+        }
+        assert_eq!(one.runs(Some("busy"), 1_000).unwrap().len(), 100);
+        assert_eq!(two.kv_keys("busy", "").unwrap().len(), 100);
+    }
+
+    #[test]
+    fn ids_unique_and_sorted() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_run_id()).collect();
+        for id in &ids {
+            assert_eq!(id.len(), 26);
+            assert!(
+                id.bytes()
+                    .all(|b| b"0123456789ABCDEFGHJKMNPQRSTVWXYZ".contains(&b)),
+                "{id}"
+            );
+        }
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "not strictly increasing"
+        );
+
+        // Ids from other threads (like other processes, random bits differ) are unique too.
+        let threads: Vec<_> = (0..4)
+            .map(|_| std::thread::spawn(|| (0..1_000).map(|_| new_run_id()).collect::<Vec<_>>()))
+            .collect();
+        let mut all: Vec<String> = threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect();
+        all.extend(ids);
+        let count = all.len();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), count);
+
+        // The first 10 characters encode the creation time in milliseconds.
+        let id = new_run_id();
+        let ms = id[..10].bytes().fold(0_i64, |acc, b| {
+            let digit = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+                .iter()
+                .position(|&c| c == b)
+                .unwrap();
+            acc * 32 + i64::try_from(digit).unwrap()
+        });
+        assert!((now_ms() - ms).abs() < 60_000, "{id} -> {ms}");
+    }
+
+    #[test]
+    fn status_and_kind_names_round_trip() {
+        for status in RunStatus::ALL {
+            assert_eq!(RunStatus::parse(status.as_str()), Some(status));
+            assert_eq!(
+                serde_json::to_value(status).unwrap(),
+                serde_json::Value::from(status.as_str())
+            );
+        }
+        for kind in [RunKind::Backup, RunKind::Restore] {
+            assert_eq!(RunKind::parse(kind.as_str()), Some(kind));
+            assert_eq!(
+                serde_json::to_value(kind).unwrap(),
+                serde_json::Value::from(kind.as_str())
+            );
+        }
+        assert_eq!(RunStatus::parse("Running"), None);
+        assert_eq!(RunKind::parse(""), None);
+
+        let store = SqliteStore::open_in_memory().unwrap();
+        let run = store.start_run("db", RunKind::Backup).unwrap();
+        store
+            .conn()
+            .execute(
+                "UPDATE runs SET status = 'exploded' WHERE id = ?1",
+                [&run.id],
+            )
+            .unwrap();
+        assert!(matches!(store.run(&run.id), Err(StateError::Query(_))));
+    }
+}
