@@ -15,5 +15,6 @@ pub mod capabilities;
 pub mod config;
 pub mod runner;
 pub mod runtime;
+pub mod scaffold;
 pub mod state;
 pub mod units;
