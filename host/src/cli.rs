@@ -277,8 +277,10 @@ fn print_report(report: &RunReport, json: bool) {
     match &r.error {
         None => {
             println!(
-                "run {} of job `{}`: {:?} in {secs:.1}s",
-                r.id, r.job, r.status
+                "run {} of job `{}`: {} in {secs:.1}s",
+                r.id,
+                r.job,
+                r.status.as_str()
             );
             if let Some(result) = &report.result
                 && !result.is_null()
@@ -288,8 +290,10 @@ fn print_report(report: &RunReport, json: bool) {
         }
         Some(e) => {
             eprintln!(
-                "run {} of job `{}`: {:?} after {secs:.1}s",
-                r.id, r.job, r.status
+                "run {} of job `{}`: {} after {secs:.1}s",
+                r.id,
+                r.job,
+                r.status.as_str()
             );
             eprintln!("error: {e}");
             eprintln!("(log: cairn runs show {})", r.id);
