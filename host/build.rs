@@ -146,14 +146,27 @@ fn target_dir(root: &Path, out_dir: &Path) -> PathBuf {
 
 fn check_target_installed() {
     let rustc = env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let sysroot = Command::new(rustc)
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-    if let Some(sysroot) = sysroot
-        && !sysroot.join("lib/rustlib").join(TARGET).exists()
-    {
+    let installed = || {
+        Command::new(&rustc)
+            .args(["--print", "sysroot"])
+            .output()
+            .ok()
+            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+            .is_none_or(|sysroot| sysroot.join("lib/rustlib").join(TARGET).exists())
+    };
+    if installed() {
+        return;
+    }
+    // On a fresh machine with rustup, add the target rather than fail.
+    println!(
+        "cargo:warning=installing the {TARGET} target with rustup (needed for the built-in plug-ins)"
+    );
+    let added = Command::new("rustup")
+        .args(["target", "add", TARGET])
+        .stdout(std::io::stderr())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !added || !installed() {
         panic!(
             "\n\nCairn's built-in plug-ins are compiled for {TARGET}, which is not installed.\n\
              Run:  rustup target add {TARGET}\n\n"
@@ -190,7 +203,9 @@ fn build_tasks(tasks: &Path, target_dir: &Path) {
             cmd.env_remove(&*k);
         }
     }
+    // Build-script stdout is read by cargo for directives; keep the child's off it.
     let status = cmd
+        .stdout(std::io::stderr())
         .status()
         .unwrap_or_else(|e| panic!("cannot run cargo to build tasks/: {e}"));
     assert!(
