@@ -15,7 +15,7 @@ use cairn::config::{self, ConfigError, ModuleRef, ModuleSource};
 use cairn::runner::{self, RunReport, Runner};
 use cairn::runtime::{self, Runtime};
 use cairn::state::sqlite::SqliteStore;
-use cairn::state::{RunKind, StateStore};
+use cairn::state::{RunKind, StateError, StateStore};
 
 /// Cairn: backup and restore jobs whose procedures are WebAssembly plug-ins.
 #[derive(Debug, Parser)]
@@ -114,10 +114,18 @@ enum PluginCommand {
 #[error("{0}")]
 struct UsageError(String);
 
-/// Whether `err` is a usage or configuration error (exit code 2).
+/// Whether `err` is a usage or configuration error (exit code 2): a bad
+/// flag, a bad config, or a job or run id that does not exist.
 pub fn is_usage_error(err: &anyhow::Error) -> bool {
-    err.chain()
-        .any(|e| e.is::<UsageError>() || e.is::<ConfigError>() || e.is::<config::UnknownJob>())
+    err.chain().any(|e| {
+        e.is::<UsageError>()
+            || e.is::<ConfigError>()
+            || e.is::<config::UnknownJob>()
+            || matches!(
+                e.downcast_ref::<StateError>(),
+                Some(StateError::NoSuchRun(_))
+            )
+    })
 }
 
 /// Parse flags and run the command.
@@ -145,6 +153,7 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .compact()
         .init();
@@ -173,16 +182,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 async fn validate(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
-    let config = config::load(config_path)?;
+    let list = |ps: &[config::Problem]| -> Vec<Value> {
+        ps.iter()
+            .map(|p| json!({"location": p.location, "message": p.message}))
+            .collect()
+    };
+    let config = match config::load(config_path) {
+        Ok(config) => config,
+        // `--json` output is JSON whatever the problems are.
+        Err(err) if json => {
+            println!(
+                "{}",
+                json!({"ok": false, "problems": list(&err.problems), "warnings": []})
+            );
+            return Ok(ExitCode::from(2));
+        }
+        Err(err) => return Err(err.into()),
+    };
     let warnings = config::warnings(&config);
     let runner = Runner::open(config)?;
     let problems = runner.check().await;
     if json {
-        let list = |ps: &[config::Problem]| -> Vec<Value> {
-            ps.iter()
-                .map(|p| json!({"location": p.location, "message": p.message}))
-                .collect()
-        };
         println!(
             "{}",
             json!({"ok": problems.is_empty(), "problems": list(&problems), "warnings": list(&warnings)})
@@ -409,10 +429,14 @@ fn show_run(config_path: &Path, id: &str, json: bool) -> anyhow::Result<ExitCode
 /// Runtime for plug-in commands: the config's cache directory if a config
 /// file is there, else the default one.
 fn plugin_runtime(config_path: &Path) -> anyhow::Result<Runtime> {
-    let cache = if config_path.exists() {
-        config::load(config_path)?.cache_dir
-    } else {
-        runtime::default_cache_dir()
+    let cache = match config_path.exists().then(|| config::load(config_path)) {
+        Some(Ok(config)) => config.cache_dir,
+        Some(Err(e)) => {
+            // Inspecting a module does not need the config; don't let a broken one block it.
+            tracing::warn!("ignoring {} for this command: {e}", config_path.display());
+            runtime::default_cache_dir()
+        }
+        None => runtime::default_cache_dir(),
     };
     Runtime::new(Some(&cache))
 }

@@ -136,7 +136,11 @@ impl Runner {
 
         let outcome = self.execute(job, kind, params, &record.id, setup).await;
         let (status, error, result) = match outcome {
-            Ok(json) => (RunStatus::Succeeded, None, Some(json)),
+            Ok(json) => (
+                RunStatus::Succeeded,
+                None,
+                Some(redact_json(log.redactor(), json)),
+            ),
             Err(e) => (
                 RunStatus::Failed,
                 Some(log.redactor().redact(&format!("{e:#}"))),
@@ -263,6 +267,34 @@ pub async fn describe(
         last_progress: Arc::new(Mutex::new(None)),
     };
     runtime.describe(module, setup).await
+}
+
+/// `value` with every secret value in its strings, keys and numbers replaced
+/// by `***`, so a task echoing a secret cannot leak it into run history.
+fn redact_json(redactor: &Redactor, value: Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(redactor.redact(&s)),
+        Value::Number(n) => {
+            let text = n.to_string();
+            if redactor.redact(&text) == text {
+                Value::Number(n)
+            } else {
+                Value::String("***".into())
+            }
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| redact_json(redactor, v))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (redactor.redact(&k), redact_json(redactor, v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 fn kind_word(kind: RunKind) -> &'static str {
@@ -419,6 +451,19 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn results_are_redacted_in_strings_keys_and_numbers() {
+        let r = Redactor::new(["s3cret".to_string(), "424242".to_string()]);
+        let v = redact_json(
+            &r,
+            json!({"a": "x s3cret y", "s3cret": 1, "n": 424242, "l": ["s3cret"]}),
+        );
+        assert_eq!(
+            v,
+            json!({"a": "x *** y", "***": 1, "n": "***", "l": ["***"]})
+        );
+    }
 
     #[test]
     fn needs_entries_expand_from_params() {

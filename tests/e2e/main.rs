@@ -2,4 +2,6 @@
 //! loopback HTTP server, the real `cairn` binary. One test binary; each module
 //! covers one area.
 
+mod cli;
+mod sandbox;
 mod support;

@@ -236,3 +236,158 @@ async fn slow(Query(q): Query<BTreeMap<String, String>>) -> axum::Json<Value> {
     tokio::time::sleep(Duration::from_millis(ms)).await;
     axum::Json(json!({"slow": true}))
 }
+
+// ---------------------------------------------------------------------------
+// The `cairn` binary as a child process
+// ---------------------------------------------------------------------------
+
+/// How long one `cairn` invocation may take before it is killed.
+const CAIRN_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What one `cairn` invocation printed and how it exited.
+#[derive(Debug, Clone)]
+pub struct CliOutput {
+    /// The command line, for messages.
+    pub command: String,
+    /// Exit code (`None`: killed by a signal or the timeout).
+    pub code: Option<i32>,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl CliOutput {
+    /// Standard output parsed as one JSON document.
+    ///
+    /// # Errors
+    /// When it is not JSON.
+    pub fn json(&self) -> anyhow::Result<Value> {
+        serde_json::from_str(self.stdout.trim())
+            .with_context(|| format!("stdout of `{}` is not JSON\n{self}", self.command))
+    }
+
+    /// Fail unless the exit code is `code`.
+    ///
+    /// # Errors
+    /// When it exited otherwise.
+    pub fn expect_code(&self, code: i32) -> anyhow::Result<&Self> {
+        anyhow::ensure!(
+            self.code == Some(code),
+            "expected `{}` to exit with {code}\n{self}",
+            self.command
+        );
+        Ok(self)
+    }
+}
+
+impl std::fmt::Display for CliOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "$ {}\nexit code: {:?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command, self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Cache directory for `cairn` runs without a config (`$XDG_CACHE_HOME`), under `target/`.
+pub fn cli_xdg_cache_home() -> PathBuf {
+    workspace_root().join("target").join("e2e-xdg-cache")
+}
+
+/// Run the `cairn` binary with `args` in `dir` and wait for it (at most
+/// five minutes). Logging is quiet (`CAIRN_LOG=warn`), `CAIRN_CONFIG` is
+/// unset and `XDG_CACHE_HOME` points under `target/`, so the default config
+/// is `dir/cairn.toml` and nothing is written to `$HOME`.
+///
+/// # Errors
+/// When the binary cannot be started or does not finish in time.
+pub fn cairn(args: &[&str], dir: &Path) -> anyhow::Result<CliOutput> {
+    cairn_with_env(args, dir, &[])
+}
+
+/// [`cairn`] with extra environment variables.
+///
+/// # Errors
+/// When the binary cannot be started or does not finish in time.
+pub fn cairn_with_env(
+    args: &[&str],
+    dir: &Path,
+    env: &[(&str, &str)],
+) -> anyhow::Result<CliOutput> {
+    let mut command = std::process::Command::new(cairn_bin());
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("CAIRN_CONFIG")
+        .env("CAIRN_LOG", "warn")
+        .env("XDG_CACHE_HOME", cli_xdg_cache_home())
+        .envs(env.iter().copied());
+    let rendered = std::iter::once("cairn".to_owned())
+        .chain(args.iter().map(|a| {
+            if a.contains(' ') {
+                format!("'{a}'")
+            } else {
+                (*a).to_owned()
+            }
+        }))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let output = run_with_timeout(command, CAIRN_TIMEOUT)
+        .with_context(|| format!("running `{rendered}` in {}", dir.display()))?;
+    Ok(CliOutput {
+        command: rendered,
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    })
+}
+
+/// Run `command` with stdin closed and output captured; kill it after `timeout`.
+///
+/// # Errors
+/// When it cannot be started or runs out of time.
+pub fn run_with_timeout(
+    mut command: std::process::Command,
+    timeout: Duration,
+) -> anyhow::Result<std::process::Output> {
+    use std::io::Read;
+    use std::process::Stdio;
+
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start {:?}", command.get_program()))?;
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().context("stdout")?));
+    let stderr = drain(Box::new(child.stderr.take().context("stderr")?));
+    let deadline = std::time::Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!(
+                "{:?} did not finish within {timeout:?}",
+                command.get_program()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Ok(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}

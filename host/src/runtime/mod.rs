@@ -237,12 +237,15 @@ pub enum TaskOp {
     Restore,
 }
 
+/// A module loaded (or being loaded) once per digest.
+type LoadedSlot = Arc<OnceCell<Arc<LoadedModule>>>;
+
 struct Inner {
     engine: Engine,
     task_linker: Linker<RunData>,
     function_linker: Linker<RunData>,
     cache: Option<cache::CompileCache>,
-    loaded: Mutex<HashMap<[u8; 32], Arc<OnceCell<Arc<LoadedModule>>>>>,
+    loaded: Mutex<HashMap<[u8; 32], LoadedSlot>>,
     http: reqwest::Client,
     _ticker: Arc<()>,
 }

@@ -7,7 +7,7 @@
 //! | `ok` | anything | `{"echo": <params>}` |
 //! | `http` | `url`, `method?`, `headers?`, `body?` (text) | `{"status", "body"}` |
 //! | `run` | `program`, `args?`, `env?`, `stdin?`, `timeout_ms?` | `{"exit_code", "stdout", "stderr"}` |
-//! | `secret` | `name` | `{"value"}` |
+//! | `secret` | `name`, `expect?` | `{"value"}`, plus `"matches": value == expect` when given |
 //! | `loop` | | never returns, makes no host calls |
 //! | `alloc` | `mib` | `{"allocated_mib"}` after touching that much memory |
 //! | `stdout` | `bytes` | `{"written"}` after writing through WASI stdout |
@@ -28,6 +28,8 @@
 //! | `storage-list` | | `{"artifacts": [{name, kind, size}], "notes": {k: v}}` |
 //! | `note` | `key`, `value` | `{"noted": true}` |
 //! | `steps` | `steps: [<params>…]` | `{"results": [...]}`, stopping at the first error |
+//! | `read-file` | `path` | `{"text"}`, read through WASI (`std::fs`) |
+//! | `write-file` | `path`, `text` | `{"written": true}`, written through WASI (`std::fs`) |
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -171,7 +173,14 @@ fn run(params: Value) -> Result<Value> {
             let p: RunParams = from_params(params)?;
             Ok(output_json(&p.command().run()?))
         }
-        "secret" => Ok(json!({ "value": secrets::get(&field::<String>(&params, "name")?)? })),
+        "secret" => {
+            let value = secrets::get(&field::<String>(&params, "name")?)?;
+            let mut out = json!({ "value": value });
+            if let Some(expected) = params.get("expect").and_then(Value::as_str) {
+                out["matches"] = json!(value == expected);
+            }
+            Ok(out)
+        }
         "loop" => {
             let mut counter = 0u64;
             loop {
@@ -323,6 +332,19 @@ fn run(params: Value) -> Result<Value> {
             let steps: Vec<Value> = field(&params, "steps")?;
             let results = steps.into_iter().map(run).collect::<Result<Vec<_>>>()?;
             Ok(json!({ "results": results }))
+        }
+        "read-file" => {
+            let path: String = field(&params, "path")?;
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| Error::failed(format!("cannot read {path}: {e}")))?;
+            Ok(json!({ "text": text }))
+        }
+        "write-file" => {
+            let path: String = field(&params, "path")?;
+            let text: String = field(&params, "text")?;
+            std::fs::write(&path, text)
+                .map_err(|e| Error::failed(format!("cannot write {path}: {e}")))?;
+            Ok(json!({ "written": true }))
         }
         other => Err(Error::invalid(format!(
             "test-guest has no action `{other}`"
