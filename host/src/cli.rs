@@ -358,7 +358,9 @@ fn progress_sink() -> (ProgressSink, Option<indicatif::ProgressBar>) {
 
 fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
     let config = config::load(config_path)?;
-    Ok(SqliteStore::open(&config.state_path)?)
+    let store = SqliteStore::open(&config.state_path)?;
+    store.reconcile_interrupted()?;
+    Ok(store)
 }
 
 fn list_runs(

@@ -45,13 +45,19 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// A runner for `config`, opening its state store and a runtime with its
-    /// compile cache.
+    /// A runner for `config`, opening its state store (marking runs of dead
+    /// processes interrupted) and a runtime with its compile cache.
     ///
     /// # Errors
     /// When the state store cannot be opened or the engine not created.
     pub fn open(config: Config) -> anyhow::Result<Self> {
         let store = SqliteStore::open(&config.state_path)?;
+        let interrupted = store.reconcile_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                "{interrupted} run(s) left running by a process that died are now marked interrupted"
+            );
+        }
         let runtime = Runtime::new(Some(&config.cache_dir))?;
         Ok(Self::new(config, runtime, Arc::new(store)))
     }

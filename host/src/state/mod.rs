@@ -287,8 +287,9 @@ pub trait StateStore: Send + Sync {
     /// cannot be read.
     fn logs(&self, id: &str) -> Result<Vec<LogLine>, StateError>;
 
-    /// Mark every run still `Running` or `Queued` as `Interrupted` (called at
-    /// start-up: such runs were left by a process that died). Returns how many.
+    /// Mark runs still `Running` or `Queued` whose process is gone as
+    /// `Interrupted` (called at start-up: such runs were left by a process that
+    /// died). Runs of live processes are left alone. Returns how many changed.
     ///
     /// # Errors
     /// When the store cannot be written.

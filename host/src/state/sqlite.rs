@@ -67,6 +67,9 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (job, key)
     ) WITHOUT ROWID;
     ",
+    // Version 2: which process runs a run (`host:pid:start-time`), so start-up
+    // reconciliation only touches runs whose process is gone.
+    "ALTER TABLE runs ADD COLUMN owner TEXT;",
 ];
 
 /// Columns of `runs` read into a [`RunRecord`], in [`run_from_row`]'s order.
@@ -187,6 +190,48 @@ fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(message))
 }
 
+/// Which process owns a run: `host:pid:start-time`, where start-time is the
+/// process's start in clock ticks since boot (so a reused pid is not mistaken
+/// for the original process).
+mod owner {
+    /// The owner string of this process.
+    pub fn this_process() -> String {
+        let pid = std::process::id();
+        format!("{}:{pid}:{}", hostname(), start_time(pid).unwrap_or(0))
+    }
+
+    /// Whether the process named by `owner` is still running. Runs owned by
+    /// another host are assumed alive (that host reconciles its own).
+    pub fn is_alive(owner: &str) -> bool {
+        let mut parts = owner.rsplitn(3, ':');
+        let (Some(start), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return false;
+        };
+        if host != hostname() {
+            return true;
+        }
+        let (Ok(pid), Ok(start)) = (pid.parse::<u32>(), start.parse::<u64>()) else {
+            return false;
+        };
+        start_time(pid).is_some_and(|s| s == start)
+    }
+
+    fn hostname() -> String {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "localhost".to_owned())
+    }
+
+    /// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
+    fn start_time(pid: u32) -> Option<u64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may contain spaces; fields after it follow `)`.
+        let after = &stat[stat.rfind(')')? + 2..];
+        after.split_whitespace().nth(19)?.parse().ok()
+    }
+}
+
 /// Milliseconds since the Unix epoch (0 if the clock is before it).
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -299,15 +344,16 @@ impl StateStore for SqliteStore {
         };
         self.conn()
             .prepare_cached(
-                "INSERT INTO runs (id, job, kind, status, started_at_ms) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO runs (id, job, kind, status, started_at_ms, owner) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 record.id,
                 record.job,
                 record.kind,
                 record.status,
-                record.started_at_ms
+                record.started_at_ms,
+                owner::this_process()
             ])?;
         Ok(record)
     }
@@ -438,19 +484,32 @@ impl StateStore for SqliteStore {
     }
 
     fn reconcile_interrupted(&self) -> Result<usize, StateError> {
-        let changed = self
-            .conn()
-            .prepare_cached(
-                "UPDATE runs SET status = ?1, finished_at_ms = ?2, \
-                 error = COALESCE(error, ?3) WHERE status IN (?4, ?5)",
-            )?
-            .execute(params![
-                RunStatus::Interrupted,
-                now_ms(),
-                INTERRUPTED_ERROR,
-                RunStatus::Running,
-                RunStatus::Queued
-            ])?;
+        let conn = self.conn();
+        let unfinished: Vec<(String, Option<String>)> = conn
+            .prepare_cached("SELECT id, owner FROM runs WHERE status IN (?1, ?2)")?
+            .query_map(params![RunStatus::Running, RunStatus::Queued], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut changed = 0;
+        for (id, owner) in unfinished {
+            if owner.as_deref().is_some_and(owner::is_alive) {
+                continue;
+            }
+            changed += conn
+                .prepare_cached(
+                    "UPDATE runs SET status = ?1, finished_at_ms = ?2, \
+                     error = COALESCE(error, ?3) WHERE id = ?4 AND status IN (?5, ?6)",
+                )?
+                .execute(params![
+                    RunStatus::Interrupted,
+                    now_ms(),
+                    INTERRUPTED_ERROR,
+                    id,
+                    RunStatus::Running,
+                    RunStatus::Queued
+                ])?;
+        }
         Ok(changed)
     }
 
@@ -772,7 +831,25 @@ mod tests {
                 [&with_error.id],
             )
             .unwrap();
+            // These runs were started by a process that no longer exists.
+            let me = owner::this_process();
+            let host = me.rsplitn(3, ':').nth(2).unwrap();
+            conn.execute(
+                "UPDATE runs SET owner = ?1",
+                [format!("{host}:4000000000:1")],
+            )
+            .unwrap();
         }
+        // A run of this (live) process, and one of another host: left alone.
+        let alive = store.start_run("d", RunKind::Backup).unwrap();
+        let remote = store.start_run("d", RunKind::Backup).unwrap();
+        store
+            .conn()
+            .execute(
+                "UPDATE runs SET owner = 'some-other-host:1:1' WHERE id = ?1",
+                [&remote.id],
+            )
+            .unwrap();
         let before = store.run(&done.id).unwrap();
         let failed_before = store.run(&failed.id).unwrap();
 
@@ -788,6 +865,8 @@ mod tests {
         assert_eq!(kept.error.as_deref(), Some("earlier"));
         assert_eq!(store.run(&done.id).unwrap(), before);
         assert_eq!(store.run(&failed.id).unwrap(), failed_before);
+        assert_eq!(store.run(&alive.id).unwrap().status, RunStatus::Running);
+        assert_eq!(store.run(&remote.id).unwrap().status, RunStatus::Running);
 
         assert_eq!(store.reconcile_interrupted().unwrap(), 0);
     }
