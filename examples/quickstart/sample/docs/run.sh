@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "an executable file: its mode is kept"

@@ -1,0 +1,765 @@
+//! `builtin:directory`: a Task that backs up granted directories as tree
+//! artifacts (restic trees: contents, modes, times and symlinks) and restores
+//! them into a granted target directory. The bytes never pass through the
+//! module: the host reads and writes the files.
+//!
+//! # Params
+//!
+//! - `paths` (required): absolute paths of the directories to back up, each
+//!   granted in `allow.paths` (`read` is enough). (A file works too; it is
+//!   restored as `<destination>/<artifact name>`.)
+//! - `target` (restore, required there): the absolute directory to restore
+//!   into, granted `read-write`.
+//! - `overwrite` (restore, default `false`): restore into a directory that is
+//!   not empty. Without it a restore refuses one, naming a few of its entries.
+//! - `only` (restore, optional): the artifacts to restore, by artifact name
+//!   or original path; default all of them.
+//!
+//! # Artifacts
+//!
+//! Each path becomes one tree artifact named after it: the path's components
+//! joined by `-`, with every character outside `[A-Za-z0-9._-]` replaced by
+//! `_` and a leading `.` by `_` (`/srv/data` → `srv-data`,
+//! `/home/me/.config` → `home-me-.config`, `/` → `root`). Names must be
+//! unique in a snapshot, so paths that would share a name (`/srv/a-b` and
+//! `/srv/a/b`) are refused, and so are a path listed twice or a path inside
+//! another listed path (it would be stored twice). The snapshot note `paths`
+//! maps each artifact name to its original path, as a JSON object.
+//!
+//! # Restore layout
+//!
+//! - A snapshot of **one** path is restored straight into `target`: the
+//!   directory's contents become `target`'s contents. To restore in place,
+//!   set `target` to the original path (and `overwrite = true`).
+//! - A snapshot of **several** paths restores each into
+//!   `<target>/<artifact name>` (`/srv/restore/srv-data`,
+//!   `/srv/restore/etc-app`), also when `only` picks just one of them, so
+//!   where a tree lands depends only on the snapshot.
+//!
+//! Unless `overwrite` is set, every destination is checked before anything is
+//! restored: each must be missing or empty. The module lists it through its
+//! WASI view of the granted paths; a destination it cannot see (missing, or
+//! not granted) counts as missing, and the host's own grant check refuses the
+//! restore if the target is not granted `read-write`.
+//!
+//! # Example
+//!
+//! ```toml
+//! [jobs.app-files]
+//! task = "builtin:directory"
+//! params = { paths = ["/srv/app/uploads", "/etc/app"], target = "/srv/restore" }
+//! schedule = "30 2 * * *"
+//!
+//! [jobs.app-files.allow]
+//! paths = { "/srv/app/uploads" = "read", "/etc/app" = "read", "/srv/restore" = "read-write" }
+//! ```
+//!
+//! `cairn backup app-files` stores trees `srv-app-uploads` and `etc-app`;
+//! `cairn restore app-files` restores them into `/srv/restore/srv-app-uploads`
+//! and `/srv/restore/etc-app`; `--set only='["etc-app"]'` restores one.
+//!
+//! Backup result: `{"artifacts": [{"name", "path", "size"}], "bytes": total}`.
+//! Restore result: `{"artifacts": [{"name", "path", "target", "size"}],
+//! "bytes": total}` (`path` is `null` for a tree this task did not write).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io;
+
+use cairn_guest::progress::{self, Unit};
+use cairn_guest::storage::{self, ArtifactKind};
+use cairn_guest::{
+    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, serde_json,
+};
+use serde::Deserialize;
+
+/// The snapshot note mapping artifact names to the paths they came from.
+const PATHS_NOTE: &str = "paths";
+
+/// Longest artifact name: it becomes a directory name at restore.
+const MAX_NAME_BYTES: usize = 255;
+
+/// How many entries of a non-empty restore target an error names.
+const SHOWN_ENTRIES: usize = 3;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Params {
+    paths: Vec<String>,
+    #[serde(default)]
+    target: Option<String>,
+    #[serde(default)]
+    overwrite: bool,
+    #[serde(default)]
+    only: Option<Vec<String>>,
+}
+
+/// One path to back up and the artifact it becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    name: String,
+    path: String,
+}
+
+/// One tree to restore and where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Placement {
+    name: String,
+    /// The path it was backed up from, if the snapshot says.
+    path: Option<String>,
+    dest: String,
+}
+
+/// `raw` as a clean absolute path: no empty or `.` components, no trailing
+/// `/`. `param` names the param it came from, for errors.
+fn normalize_path(param: &str, raw: &str) -> Result<String> {
+    if raw.contains('\0') {
+        return Err(Error::invalid(format!(
+            "invalid params: {raw:?} in `{param}` contains a NUL byte"
+        )));
+    }
+    if !raw.starts_with('/') {
+        return Err(Error::invalid(format!(
+            "invalid params: {raw:?} in `{param}` is not an absolute path"
+        )));
+    }
+    let mut parts = Vec::new();
+    for part in raw.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::invalid(format!(
+                    "invalid params: {raw:?} in `{param}` contains `..`; write the path without it"
+                )));
+            }
+            part => parts.push(part),
+        }
+    }
+    Ok(format!("/{}", parts.join("/")))
+}
+
+/// The artifact name of the normalized absolute `path`: its components
+/// joined by `-`, characters outside `[A-Za-z0-9._-]` replaced by `_`, a
+/// leading `.` replaced by `_`; `/` is `root`.
+fn artifact_name(path: &str) -> String {
+    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    if parts.is_empty() {
+        return "root".to_owned();
+    }
+    let mut name: String = parts
+        .join("-")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if name.starts_with('.') {
+        name.replace_range(..1, "_");
+    }
+    name
+}
+
+/// Whether `inner` lies strictly inside directory `outer` (both normalized).
+fn is_inside(inner: &str, outer: &str) -> bool {
+    inner != outer && (outer == "/" || inner.starts_with(&format!("{outer}/")))
+}
+
+/// Validate `paths` and name each one.
+fn plan_backup(paths: &[String]) -> Result<Vec<Entry>> {
+    if paths.is_empty() {
+        return Err(Error::invalid(
+            "invalid params: `paths` is empty; list the directories to back up, e.g. [\"/srv/data\"]",
+        ));
+    }
+    let mut entries: Vec<Entry> = Vec::with_capacity(paths.len());
+    for raw in paths {
+        let path = normalize_path("paths", raw)?;
+        for other in &entries {
+            if other.path == path {
+                return Err(Error::invalid(format!(
+                    "invalid params: `paths` lists {path} twice"
+                )));
+            }
+            if let Some((inner, outer)) = [(&path, &other.path), (&other.path, &path)]
+                .into_iter()
+                .find(|(inner, outer)| is_inside(inner, outer))
+            {
+                return Err(Error::invalid(format!(
+                    "invalid params: `paths` lists {inner}, which lies inside {outer}, also listed; \
+                     it would be stored twice, so list only {outer}"
+                )));
+            }
+        }
+        let name = artifact_name(&path);
+        if name.len() > MAX_NAME_BYTES {
+            return Err(Error::invalid(format!(
+                "invalid params: {path} makes an artifact name longer than {MAX_NAME_BYTES} bytes; \
+                 back up a shorter parent directory instead"
+            )));
+        }
+        if let Some(other) = entries.iter().find(|e| e.name == name) {
+            return Err(Error::invalid(format!(
+                "invalid params: {} and {path} would both be stored as artifact `{name}`; \
+                 back up a common parent directory instead, or use one job for each",
+                other.path
+            )));
+        }
+        entries.push(Entry { name, path });
+    }
+    Ok(entries)
+}
+
+/// The trees of the snapshot, by name, with their original paths: from the
+/// `paths` note, or (for a snapshot this task did not write) its list of
+/// tree artifacts.
+fn parse_paths_note(text: &str) -> Result<BTreeMap<String, Option<String>>> {
+    let map: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| {
+        Error::failed(format!(
+            "the snapshot's note `{PATHS_NOTE}` is not a JSON object of artifact names to paths: {e}"
+        ))
+    })?;
+    Ok(map.into_iter().map(|(k, v)| (k, Some(v))).collect())
+}
+
+/// `name` under `dir`.
+fn join(dir: &str, name: &str) -> String {
+    if dir.ends_with('/') {
+        format!("{dir}{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// "`a` (/srv/a), `b`": the trees a snapshot holds, for errors.
+fn list_trees(trees: &BTreeMap<String, Option<String>>) -> String {
+    trees
+        .iter()
+        .map(|(name, path)| match path {
+            Some(path) => format!("`{name}` ({path})"),
+            None => format!("`{name}`"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Where each selected tree of the snapshot goes: one tree straight into
+/// `target`, several into `<target>/<name>`. `only` selects by artifact
+/// name or original path.
+fn plan_restore(
+    trees: &BTreeMap<String, Option<String>>,
+    target: &str,
+    only: Option<&[String]>,
+) -> Result<Vec<Placement>> {
+    if trees.is_empty() {
+        return Err(Error::not_found(
+            "the snapshot holds no directory trees to restore",
+        ));
+    }
+    let selected: BTreeSet<&str> = match only {
+        None => trees.keys().map(String::as_str).collect(),
+        Some([]) => {
+            return Err(Error::invalid(
+                "invalid params: `only` is an empty list; leave it out to restore every directory",
+            ));
+        }
+        Some(wanted) => {
+            let mut selected = BTreeSet::new();
+            for want in wanted {
+                let by_path = normalize_path("only", want).ok();
+                let found = trees.iter().find(|(name, path)| {
+                    *name == want || (by_path.is_some() && path.as_deref() == by_path.as_deref())
+                });
+                match found {
+                    Some((name, _)) => selected.insert(name.as_str()),
+                    None => {
+                        return Err(Error::not_found(format!(
+                            "`only` names {want:?}, but the snapshot holds no such directory; it holds {}",
+                            list_trees(trees)
+                        )));
+                    }
+                };
+            }
+            selected
+        }
+    };
+    let single = trees.len() == 1;
+    Ok(trees
+        .iter()
+        .filter(|(name, _)| selected.contains(name.as_str()))
+        .map(|(name, path)| Placement {
+            name: name.clone(),
+            path: path.clone(),
+            dest: if single {
+                target.to_owned()
+            } else {
+                join(target, name)
+            },
+        })
+        .collect())
+}
+
+/// Check that restoring into `dest` overwrites nothing, given what listing
+/// it gave: its first few entry names, or the error.
+fn check_listing(dest: &str, listing: io::Result<Vec<String>>) -> Result<()> {
+    match listing {
+        Ok(entries) if entries.is_empty() => Ok(()),
+        Ok(entries) => {
+            let mut shown: Vec<String> = entries
+                .iter()
+                .take(SHOWN_ENTRIES)
+                .map(|e| format!("`{e}`"))
+                .collect();
+            if entries.len() > SHOWN_ENTRIES {
+                shown.push("…".to_owned());
+            }
+            Err(Error::invalid(format!(
+                "restore target {dest} is not empty (it holds {}); restore into an empty or new \
+                 directory, or set param `overwrite = true` to restore over its contents",
+                shown.join(", ")
+            )))
+        }
+        // Missing, or outside every granted path (WASI cannot tell them
+        // apart): the host creates it, or refuses an ungranted target.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(Error::invalid(format!(
+            "restore target {dest} exists and is not a directory"
+        ))),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(Error::denied(format!(
+            "cannot list restore target {dest} to check that it is empty ({e}); grant it \
+             read-write in `allow.paths`, or set param `overwrite = true` to skip the check"
+        ))),
+        Err(e) => Err(Error::failed(format!(
+            "cannot list restore target {dest} to check that it is empty: {e}"
+        ))),
+    }
+}
+
+/// The first entries of directory `dest` (one more than an error shows).
+fn list_dir(dest: &str) -> io::Result<Vec<String>> {
+    std::fs::read_dir(dest)?
+        .take(SHOWN_ENTRIES + 1)
+        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
+        .collect()
+}
+
+/// "12.5 MiB".
+fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+/// The trees of the snapshot being restored.
+fn snapshot_trees() -> Result<BTreeMap<String, Option<String>>> {
+    if let Some(text) = storage::note(PATHS_NOTE)? {
+        return parse_paths_note(&text);
+    }
+    log::warn(format!(
+        "the snapshot has no note `{PATHS_NOTE}` (it was not written by this task); \
+         restoring its tree artifacts"
+    ));
+    Ok(storage::list()?
+        .into_iter()
+        .filter(|a| a.kind == ArtifactKind::Tree)
+        .map(|a| (a.name, None))
+        .collect())
+}
+
+struct DirectoryTask;
+
+impl Task for DirectoryTask {
+    fn describe() -> Description {
+        Description::new("directory", env!("CARGO_PKG_VERSION"))
+            .summary(
+                "Backs up granted directories as restic trees; restores them to a granted target",
+            )
+            .param(Param::required(
+                "paths",
+                "Absolute paths of the directories to back up, e.g. [\"/srv/data\"]; each must be \
+                 granted in allow.paths. Each becomes a tree artifact named after its path \
+                 (/srv/data -> srv-data)",
+            ))
+            .param(Param::optional(
+                "target",
+                "Restore: absolute directory to restore into, granted read-write. A snapshot of \
+                 one path is restored straight into it, of several into <target>/<artifact name>",
+                None,
+            ))
+            .param(Param::optional(
+                "overwrite",
+                "Restore: restore into a destination that is not empty (otherwise refused)",
+                json!(false),
+            ))
+            .param(Param::optional(
+                "only",
+                "Restore: artifact names or original paths to restore (default: all)",
+                None,
+            ))
+            .needs_path("{paths}")
+            .needs_path("{target}")
+    }
+
+    fn backup(ctx: Context) -> Result<Value> {
+        let params: Params = ctx.params()?;
+        let entries = plan_backup(&params.paths)?;
+        let note: BTreeMap<&str, &str> = entries
+            .iter()
+            .map(|e| (e.name.as_str(), e.path.as_str()))
+            .collect();
+        storage::set_note(PATHS_NOTE, &serde_json::to_string(&note)?)?;
+
+        let total = entries.len() as u64;
+        progress::report(0, total, Unit::Items);
+        let mut artifacts = Vec::with_capacity(entries.len());
+        let mut bytes = 0u64;
+        for (done, entry) in (1..).zip(&entries) {
+            let artifact = storage::add_tree(&entry.name, &entry.path)
+                .with_context(|| format!("backing up {}", entry.path))?;
+            log::info_with(
+                format!(
+                    "backed up {} as `{}` ({})",
+                    entry.path,
+                    entry.name,
+                    format_size(artifact.size)
+                ),
+                &[("artifact", &entry.name), ("bytes", &artifact.size)],
+            );
+            progress::report(done, total, Unit::Items);
+            bytes = bytes.saturating_add(artifact.size);
+            artifacts.push(json!({
+                "name": entry.name,
+                "path": entry.path,
+                "size": artifact.size,
+            }));
+        }
+        Ok(json!({ "artifacts": artifacts, "bytes": bytes }))
+    }
+
+    fn restore(ctx: Context) -> Result<Value> {
+        let params: Params = ctx.params()?;
+        let target = params.target.as_deref().ok_or_else(|| {
+            Error::invalid(
+                "invalid params: a restore needs `target`, the absolute directory to restore \
+                 into (e.g. `cairn restore JOB --set target=/srv/restore`), granted read-write \
+                 in `allow.paths`",
+            )
+        })?;
+        let target = normalize_path("target", target)?;
+        let trees = snapshot_trees()?;
+        let placements = plan_restore(&trees, &target, params.only.as_deref())?;
+
+        // Check every destination before restoring anything.
+        if !params.overwrite {
+            for p in &placements {
+                check_listing(&p.dest, list_dir(&p.dest))?;
+            }
+        }
+
+        let total = placements.len() as u64;
+        progress::report(0, total, Unit::Items);
+        let mut artifacts = Vec::with_capacity(placements.len());
+        let mut bytes = 0u64;
+        for (done, p) in (1..).zip(&placements) {
+            let artifact = storage::restore_tree(&p.name, &p.dest)
+                .with_context(|| format!("restoring `{}` into {}", p.name, p.dest))?;
+            log::info_with(
+                format!(
+                    "restored `{}` into {} ({})",
+                    p.name,
+                    p.dest,
+                    format_size(artifact.size)
+                ),
+                &[("artifact", &p.name), ("bytes", &artifact.size)],
+            );
+            progress::report(done, total, Unit::Items);
+            bytes = bytes.saturating_add(artifact.size);
+            artifacts.push(json!({
+                "name": p.name,
+                "path": p.path,
+                "target": p.dest,
+                "size": artifact.size,
+            }));
+        }
+        Ok(json!({ "artifacts": artifacts, "bytes": bytes }))
+    }
+}
+
+cairn_guest::export_task!(DirectoryTask);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_guest::{ErrorKind, from_params};
+
+    fn strings(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    fn trees(items: &[(&str, Option<&str>)]) -> BTreeMap<String, Option<String>> {
+        items
+            .iter()
+            .map(|(n, p)| ((*n).to_owned(), p.map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn params_take_paths_and_restore_options() {
+        let p: Params = from_params(json!({
+            "paths": ["/srv/data"], "target": "/srv/restore", "overwrite": true, "only": ["srv-data"]
+        }))
+        .unwrap();
+        assert_eq!(p.paths, ["/srv/data"]);
+        assert_eq!(p.target.as_deref(), Some("/srv/restore"));
+        assert!(p.overwrite);
+        let p: Params = from_params(json!({"paths": ["/a"]})).unwrap();
+        assert!(!p.overwrite && p.target.is_none() && p.only.is_none());
+        let err = from_params::<Params>(json!({"path": ["/a"]})).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert!(err.to_string().contains("unknown field `path`"), "{err}");
+    }
+
+    #[test]
+    fn paths_are_normalized_and_must_be_absolute() {
+        assert_eq!(
+            normalize_path("paths", "/srv//data/./").unwrap(),
+            "/srv/data"
+        );
+        assert_eq!(normalize_path("paths", "/").unwrap(), "/");
+        let err = normalize_path("paths", "srv/data").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            "invalid params: \"srv/data\" in `paths` is not an absolute path"
+        );
+        let err = normalize_path("target", "/srv/../etc").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid params: \"/srv/../etc\" in `target` contains `..`; write the path without it"
+        );
+        assert!(normalize_path("paths", "/a\0b").is_err());
+    }
+
+    #[test]
+    fn artifact_names_derive_from_paths() {
+        assert_eq!(artifact_name("/srv/data"), "srv-data");
+        assert_eq!(artifact_name("/home/me/.config"), "home-me-.config");
+        assert_eq!(artifact_name("/.snapshots"), "_snapshots");
+        assert_eq!(artifact_name("/srv/my data/ünï"), "srv-my_data-_n_");
+        assert_eq!(artifact_name("/var/lib/app_v1.2"), "var-lib-app_v1.2");
+        assert_eq!(artifact_name("/"), "root");
+    }
+
+    #[test]
+    fn backup_plan_names_each_path() {
+        let plan = plan_backup(&strings(&["/srv/data/", "/etc/app"])).unwrap();
+        assert_eq!(
+            plan,
+            [
+                Entry {
+                    name: "srv-data".into(),
+                    path: "/srv/data".into()
+                },
+                Entry {
+                    name: "etc-app".into(),
+                    path: "/etc/app".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn backup_plan_refuses_name_collisions() {
+        let err = plan_backup(&strings(&["/srv/a-b", "/srv/a/b"])).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            "invalid params: /srv/a-b and /srv/a/b would both be stored as artifact `srv-a-b`; \
+             back up a common parent directory instead, or use one job for each"
+        );
+        assert!(plan_backup(&strings(&["/srv/my data", "/srv/my_data"])).is_err());
+    }
+
+    #[test]
+    fn backup_plan_refuses_duplicates_nesting_and_empty_lists() {
+        let err = plan_backup(&strings(&["/srv/data", "/srv/data/"])).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid params: `paths` lists /srv/data twice"
+        );
+        for paths in [["/srv", "/srv/data"], ["/srv/data", "/srv"]] {
+            let err = plan_backup(&strings(&paths)).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                "invalid params: `paths` lists /srv/data, which lies inside /srv, also listed; \
+                 it would be stored twice, so list only /srv"
+            );
+        }
+        assert!(plan_backup(&strings(&["/", "/srv"])).is_err());
+        // A shared prefix is not nesting.
+        assert!(plan_backup(&strings(&["/srv/data", "/srv/data2"])).is_ok());
+        let err = plan_backup(&[]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        let long = format!("/{}", "x".repeat(300));
+        assert!(
+            plan_backup(&[long])
+                .unwrap_err()
+                .to_string()
+                .contains("longer than 255 bytes")
+        );
+    }
+
+    #[test]
+    fn one_tree_restores_straight_into_target() {
+        let t = trees(&[("srv-data", Some("/srv/data"))]);
+        let plan = plan_restore(&t, "/srv/restore", None).unwrap();
+        assert_eq!(
+            plan,
+            [Placement {
+                name: "srv-data".into(),
+                path: Some("/srv/data".into()),
+                dest: "/srv/restore".into()
+            }]
+        );
+    }
+
+    #[test]
+    fn several_trees_restore_into_subdirectories_even_with_only() {
+        let t = trees(&[
+            ("etc-app", Some("/etc/app")),
+            ("srv-data", Some("/srv/data")),
+        ]);
+        let plan = plan_restore(&t, "/srv/restore", None).unwrap();
+        let dests: Vec<&str> = plan.iter().map(|p| p.dest.as_str()).collect();
+        assert_eq!(dests, ["/srv/restore/etc-app", "/srv/restore/srv-data"]);
+
+        let only = strings(&["srv-data"]);
+        let plan = plan_restore(&t, "/", Some(&only)).unwrap();
+        assert_eq!(plan.len(), 1);
+        assert_eq!(plan[0].dest, "/srv-data");
+
+        // By original path, too, normalized.
+        let only = strings(&["/etc/app/"]);
+        let plan = plan_restore(&t, "/srv/restore", Some(&only)).unwrap();
+        assert_eq!(plan[0].name, "etc-app");
+    }
+
+    #[test]
+    fn restore_plan_reports_unknown_names_and_empty_snapshots() {
+        let t = trees(&[("etc-app", Some("/etc/app")), ("uploads", None)]);
+        let only = strings(&["srv-data"]);
+        let err = plan_restore(&t, "/r", Some(&only)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::NotFound);
+        assert_eq!(
+            err.to_string(),
+            "`only` names \"srv-data\", but the snapshot holds no such directory; \
+             it holds `etc-app` (/etc/app), `uploads`"
+        );
+        assert_eq!(
+            plan_restore(&t, "/r", Some(&[])).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+        assert_eq!(
+            plan_restore(&BTreeMap::new(), "/r", None)
+                .unwrap_err()
+                .kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
+    fn paths_note_round_trips() {
+        let t = parse_paths_note(r#"{"srv-data": "/srv/data"}"#).unwrap();
+        assert_eq!(t, trees(&[("srv-data", Some("/srv/data"))]));
+        let err = parse_paths_note("[1]").unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("the snapshot's note `paths` is not a JSON object"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn restore_refuses_non_empty_destinations() {
+        assert!(check_listing("/r", Ok(vec![])).is_ok());
+        let err = check_listing("/r", Ok(strings(&["a", "b"]))).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Invalid);
+        assert_eq!(
+            err.to_string(),
+            "restore target /r is not empty (it holds `a`, `b`); restore into an empty or new \
+             directory, or set param `overwrite = true` to restore over its contents"
+        );
+        let err = check_listing("/r", Ok(strings(&["a", "b", "c", "d"]))).unwrap_err();
+        assert!(
+            err.to_string().contains("(it holds `a`, `b`, `c`, …)"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn restore_check_classifies_listing_errors() {
+        let missing = io::Error::from(io::ErrorKind::NotFound);
+        assert!(check_listing("/r", Err(missing)).is_ok());
+        let file = io::Error::from(io::ErrorKind::NotADirectory);
+        assert_eq!(
+            check_listing("/r", Err(file)).unwrap_err().to_string(),
+            "restore target /r exists and is not a directory"
+        );
+        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
+        let err = check_listing("/r", Err(denied)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Denied);
+        assert!(err.to_string().contains("`allow.paths`"), "{err}");
+        let other = io::Error::other("disk on fire");
+        assert_eq!(
+            check_listing("/r", Err(other)).unwrap_err().kind(),
+            ErrorKind::Failed
+        );
+    }
+
+    #[test]
+    fn list_dir_sees_real_directories() {
+        let dir = std::env::temp_dir().join(format!("cairn-directory-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.to_str().unwrap();
+        assert!(check_listing(d, list_dir(d)).is_ok());
+        for n in 0..6 {
+            std::fs::write(dir.join(format!("f{n}")), b"x").unwrap();
+        }
+        assert_eq!(list_dir(d).unwrap().len(), SHOWN_ENTRIES + 1);
+        assert!(check_listing(d, list_dir(d)).is_err());
+        let missing = format!("{d}/missing");
+        assert!(check_listing(&missing, list_dir(&missing)).is_ok());
+        let file = format!("{d}/f0");
+        assert_eq!(
+            check_listing(&file, list_dir(&file)).unwrap_err().kind(),
+            ErrorKind::Invalid
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn sizes_read_well() {
+        assert_eq!(format_size(512), "512 B");
+        assert_eq!(format_size(1536), "1.5 KiB");
+        assert_eq!(format_size(5 << 30), "5.0 GiB");
+    }
+
+    #[test]
+    fn describe_declares_params_and_needs() {
+        let d = DirectoryTask::describe();
+        assert_eq!(d.name(), "directory");
+        let names: Vec<&str> = d.params().iter().map(Param::name).collect();
+        assert_eq!(names, ["paths", "target", "overwrite", "only"]);
+        assert!(d.params()[0].is_required());
+    }
+}
