@@ -12,6 +12,7 @@ use serde_json::{Map, Value, json};
 
 use cairn::capabilities::progress::{Progress, ProgressSink};
 use cairn::config::{self, ConfigError, ModuleRef, ModuleSource};
+use cairn::repository::Repository;
 use cairn::runner::{self, RunReport, Runner};
 use cairn::runtime::{self, Runtime};
 use cairn::state::sqlite::SqliteStore;
@@ -56,9 +57,36 @@ enum Command {
     Restore {
         /// Job name.
         job: String,
+        /// Snapshot to restore: an id, a unique prefix, or `latest` (the default).
+        #[arg(long)]
+        snapshot: Option<String>,
         /// Override a param for this run, e.g. the target database: KEY=VALUE.
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// Create the repository configured in [repository].
+    Init,
+    /// List snapshots, of one job or all.
+    Snapshots {
+        /// Only snapshots of this job.
+        job: Option<String>,
+    },
+    /// Apply each job's `retention` to its snapshots (never the newest of a job).
+    Forget {
+        /// Only this job.
+        job: Option<String>,
+        /// Then remove data no snapshot uses any more.
+        #[arg(long)]
+        prune: bool,
+        /// Show what would be removed; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Check the repository's structure (and every byte with --read-data).
+    Check {
+        /// Also read and verify all data.
+        #[arg(long)]
+        read_data: bool,
     },
     /// Run history.
     Runs {
@@ -163,11 +191,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate => validate(&cli.config, cli.json).await,
         Command::Backup { job, set } => {
-            run_job(&cli.config, &job, RunKind::Backup, &set, cli.json).await
+            run_job(&cli.config, &job, RunKind::Backup, &set, None, cli.json).await
         }
-        Command::Restore { job, set } => {
-            run_job(&cli.config, &job, RunKind::Restore, &set, cli.json).await
+        Command::Restore { job, set, snapshot } => {
+            run_job(
+                &cli.config,
+                &job,
+                RunKind::Restore,
+                &set,
+                snapshot.as_deref(),
+                cli.json,
+            )
+            .await
         }
+        Command::Init => init(&cli.config, cli.json).await,
+        Command::Snapshots { job } => snapshots(&cli.config, job.as_deref(), cli.json).await,
+        Command::Forget {
+            job,
+            prune,
+            dry_run,
+        } => forget(&cli.config, job.as_deref(), prune, dry_run, cli.json).await,
+        Command::Check { read_data } => check(&cli.config, read_data, cli.json).await,
         Command::Runs {
             show: Some(RunsCommand::Show { id }),
             ..
@@ -262,6 +306,7 @@ async fn run_job(
     job: &str,
     kind: RunKind,
     set: &[String],
+    snapshot: Option<&str>,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let overrides = parse_overrides(set)?;
@@ -269,7 +314,7 @@ async fn run_job(
     config.job(job)?;
     let runner = Runner::open(config)?;
     let (sink, bar) = progress_sink();
-    let report = runner.run(job, kind, overrides, sink).await?;
+    let report = runner.run(job, kind, overrides, snapshot, sink).await?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -302,6 +347,9 @@ fn print_report(report: &RunReport, json: bool) {
                 r.job,
                 r.status.as_str()
             );
+            if let Some(id) = &r.snapshot_id {
+                println!("snapshot: {id}");
+            }
             if let Some(result) = &report.result
                 && !result.is_null()
             {
@@ -354,6 +402,158 @@ fn progress_sink() -> (ProgressSink, Option<indicatif::ProgressBar>) {
         });
         (sink, None)
     }
+}
+
+async fn open_repository(config_path: &Path, create: bool) -> anyhow::Result<(Runner, Repository)> {
+    let config = config::load(config_path)?;
+    if config.repository.is_none() {
+        return Err(UsageError(format!(
+            "{} has no [repository] section (path, password-env or password-file)",
+            config_path.display()
+        ))
+        .into());
+    }
+    let runner = Runner::open(config)?;
+    let repo = runner.repository(create).await?;
+    Ok((runner, repo))
+}
+
+async fn init(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let config = config::load(config_path)?;
+    let Some(repo) = config.repository.clone() else {
+        return Err(UsageError(format!(
+            "{} has no [repository] section",
+            config_path.display()
+        ))
+        .into());
+    };
+    let password = runner::repository_password(&repo)?;
+    let path = repo.path.clone();
+    tokio::task::spawn_blocking(move || Repository::init(&path, &password)).await??;
+    if json {
+        println!("{}", json!({"created": repo.path}));
+    } else {
+        println!("created repository {}", repo.path.display());
+        println!(
+            "restic can read it too: restic -r {} snapshots (with the same password)",
+            repo.path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn snapshots(config_path: &Path, job: Option<&str>, json: bool) -> anyhow::Result<ExitCode> {
+    let (runner, repo) = open_repository(config_path, false).await?;
+    if let Some(job) = job {
+        runner.config().job(job)?;
+    }
+    let job = job.map(str::to_string);
+    let list = tokio::task::spawn_blocking(move || repo.snapshots(job.as_deref())).await??;
+    if json {
+        println!("{}", serde_json::to_string(&list)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    if list.is_empty() {
+        println!("no snapshots");
+    }
+    for s in &list {
+        println!(
+            "{}  {}  {:<20} {:<16} {}",
+            s.short_id,
+            s.time,
+            s.job,
+            s.task,
+            s.paths.join(" ")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn forget(
+    config_path: &Path,
+    job: Option<&str>,
+    prune: bool,
+    dry_run: bool,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let (runner, repo) = open_repository(config_path, false).await?;
+    let jobs: Vec<(String, cairn::config::Retention)> = match job {
+        Some(name) => {
+            let j = runner.config().job(name)?;
+            if j.retention.is_empty() {
+                return Err(UsageError(format!(
+                    "job `{name}` has no retention rules: add e.g. `retention = {{ keep-last = 7 }}` to [jobs.{name}]"
+                ))
+                .into());
+            }
+            vec![(j.name.clone(), j.retention.clone())]
+        }
+        None => runner
+            .config()
+            .jobs
+            .values()
+            .filter(|j| !j.retention.is_empty())
+            .map(|j| (j.name.clone(), j.retention.clone()))
+            .collect(),
+    };
+    let mut reports = Vec::new();
+    for (name, keep) in jobs {
+        let r = repo.clone();
+        let report = tokio::task::spawn_blocking(move || r.forget(&name, &keep, dry_run)).await??;
+        reports.push(report);
+    }
+    let pruned = if prune && !dry_run {
+        let r = repo.clone();
+        Some(tokio::task::spawn_blocking(move || r.prune()).await??)
+    } else {
+        None
+    };
+    if json {
+        println!("{}", json!({"forget": reports, "prune": pruned}));
+        return Ok(ExitCode::SUCCESS);
+    }
+    for r in &reports {
+        let verb = if r.dry_run { "would remove" } else { "removed" };
+        for s in &r.removed {
+            println!("{verb} {} {} ({})", s.short_id, s.time, s.job);
+        }
+        for s in &r.kept {
+            println!("keep {} {} ({})", s.short_id, s.time, s.job);
+        }
+    }
+    if let Some(p) = pruned {
+        println!(
+            "pruned {} pack(s), {} bytes",
+            p.packs_removed, p.bytes_removed
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn check(config_path: &Path, read_data: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let (_runner, repo) = open_repository(config_path, false).await?;
+    let report = tokio::task::spawn_blocking(move || repo.check(read_data)).await??;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        for e in &report.errors {
+            eprintln!("error: {e}");
+        }
+        if report.is_ok() {
+            println!(
+                "repository OK{}",
+                if read_data { " (all data read)" } else { "" }
+            );
+        }
+    }
+    Ok(if report.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {

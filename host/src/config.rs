@@ -24,6 +24,7 @@ use toml::de::{DeTable, DeValue};
 
 use crate::builtins::{self, ModuleKind};
 use crate::capabilities::http::OriginPattern;
+pub use crate::repository::Retention;
 use crate::units::{format_size, parse_duration, parse_size};
 
 // ---------------------------------------------------------------------------
@@ -125,6 +126,9 @@ pub struct JobFile {
     pub output_limit: Option<String>,
     /// Cap on an HTTP response body, e.g. `64MiB` (default `64MiB`).
     pub http_body_limit: Option<String>,
+    /// Which snapshots `cairn forget` keeps (restic's keep rules, per job).
+    #[serde(default)]
+    pub retention: Retention,
     /// Capability grants. Everything not granted is denied.
     #[serde(default)]
     pub allow: AllowFile,
@@ -247,6 +251,8 @@ pub struct JobConfig {
     pub params: serde_json::Map<String, serde_json::Value>,
     /// Cron schedule, unparsed.
     pub schedule: Option<String>,
+    /// Snapshot retention.
+    pub retention: Retention,
     /// Limits.
     pub limits: Limits,
     /// Grants.
@@ -1087,6 +1093,7 @@ impl Checker<'_, '_> {
             task,
             params,
             schedule: job.schedule,
+            retention: job.retention,
             limits,
             grants,
         })
@@ -1430,7 +1437,7 @@ fn absolutize(path: &Path) -> PathBuf {
 }
 
 /// Remove `.` and resolve `..` lexically (no filesystem access).
-fn normalize(path: &Path) -> PathBuf {
+pub fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for component in path.components() {
         match component {

@@ -6,6 +6,7 @@
 //! - [`config`]: the TOML configuration, validated as a whole.
 //! - [`runtime`]: the wasmtime engine, compile cache, limits and sandbox.
 //! - [`capabilities`]: one module per WIT interface the host implements.
+//! - [`repository`]: the restic-compatible snapshot repository.
 //! - [`state`]: run history and per-job key/value state.
 //! - [`runner`]: runs a job end to end and records it.
 //! - [`builtins`]: modules embedded in the binary.
@@ -13,6 +14,7 @@
 pub mod builtins;
 pub mod capabilities;
 pub mod config;
+pub mod repository;
 pub mod runner;
 pub mod runtime;
 pub mod scaffold;

@@ -14,7 +14,9 @@ use url::Url;
 use crate::capabilities::log::{Redactor, RunLog};
 use crate::capabilities::progress::{ProgressSink, no_progress};
 use crate::capabilities::secrets::SecretValues;
+use crate::capabilities::storage::{RunStorage, StorageMode};
 use crate::config::{Config, Grants, JobConfig, Problem};
+use crate::repository::{RepoError, Repository, SnapshotInfo, SnapshotMeta};
 use crate::runtime::bindings::task::cairn::plugin::types::Context;
 use crate::runtime::{Description, LoadedModule, RunError, RunSetup, Runtime, TaskOp};
 use crate::state::sqlite::SqliteStore;
@@ -36,12 +38,20 @@ impl RunReport {
     }
 }
 
+/// What a run produced besides its result.
+#[derive(Default)]
+struct Executed {
+    snapshot_id: Option<String>,
+    bytes: u64,
+}
+
 /// Runs jobs of one configuration.
 pub struct Runner {
     config: Arc<Config>,
     runtime: Runtime,
     store: Arc<dyn StateStore>,
     functions: Arc<BTreeMap<String, crate::config::ModuleRef>>,
+    repo: Mutex<Option<Repository>>,
 }
 
 impl Runner {
@@ -70,6 +80,7 @@ impl Runner {
             runtime,
             store,
             functions,
+            repo: Mutex::new(None),
         }
     }
 
@@ -107,12 +118,16 @@ impl Runner {
             functions: self.functions.clone(),
             progress,
             last_progress: Arc::new(Mutex::new(None)),
+            storage: RunStorage::unavailable("no storage"),
         }
     }
 
     /// Run `kind` of job `job_name`, with `overrides` merged over its params.
-    /// The run is recorded before it starts; its outcome and log afterwards.
-    /// A failed run is a report with status `failed`, not an `Err`.
+    /// A restore reads `snapshot` (an id, a unique prefix or `latest`; default
+    /// `latest`) when a repository is configured. The run is recorded before
+    /// it starts; its outcome and log afterwards. A backup's snapshot is
+    /// committed only if the task succeeds. A failed run is a report with
+    /// status `failed`, not an `Err`.
     ///
     /// # Errors
     /// Unknown job, or the state store failing.
@@ -121,6 +136,7 @@ impl Runner {
         job_name: &str,
         kind: RunKind,
         overrides: Map<String, Value>,
+        snapshot: Option<&str>,
         progress: ProgressSink,
     ) -> anyhow::Result<RunReport> {
         let job = self.config.job(job_name)?;
@@ -140,7 +156,18 @@ impl Runner {
             ),
         );
 
-        let outcome = self.execute(job, kind, params, &record.id, setup).await;
+        let mut executed = Executed::default();
+        let outcome = self
+            .execute(
+                job,
+                kind,
+                params,
+                &record.id,
+                snapshot,
+                setup,
+                &mut executed,
+            )
+            .await;
         let (status, error, result) = match outcome {
             Ok(json) => (
                 RunStatus::Succeeded,
@@ -162,7 +189,7 @@ impl Runner {
             None => log.host("info", &format!("{} succeeded", kind_word(kind))),
             Some(e) => log.host("error", &format!("{} failed: {e}", kind_word(kind))),
         }
-        let bytes = last_progress
+        let progress_bytes = last_progress
             .lock()
             .unwrap()
             .filter(|p| p.bytes)
@@ -175,8 +202,8 @@ impl Runner {
             &RunOutcome {
                 status,
                 error,
-                snapshot_id: None,
-                bytes,
+                snapshot_id: executed.snapshot_id,
+                bytes: executed.bytes.max(progress_bytes),
                 result: result_text,
             },
         )?;
@@ -186,37 +213,160 @@ impl Runner {
         })
     }
 
+    /// The configured repository, opened once (and created on first use when
+    /// `create`).
+    ///
+    /// # Errors
+    /// No `[repository]`, no password, wrong password, unreadable path.
+    pub async fn repository(&self, create: bool) -> anyhow::Result<Repository> {
+        if let Some(repo) = self.repo.lock().unwrap().clone() {
+            return Ok(repo);
+        }
+        let cfg = self.config.repository.clone().ok_or_else(|| {
+            anyhow::anyhow!("{} has no [repository] section", self.source_label())
+        })?;
+        let password = repository_password(&cfg)?;
+        let repo = tokio::task::spawn_blocking(move || {
+            if create {
+                Repository::open_or_init(&cfg.path, &password).map(|(r, created)| {
+                    if created {
+                        tracing::info!("created repository {}", cfg.path.display());
+                    }
+                    r
+                })
+            } else {
+                Repository::open(&cfg.path, &password)
+            }
+        })
+        .await??;
+        *self.repo.lock().unwrap() = Some(repo.clone());
+        Ok(repo)
+    }
+
+    fn source_label(&self) -> String {
+        self.config
+            .source
+            .as_ref()
+            .map_or_else(|| "the configuration".into(), |p| p.display().to_string())
+    }
+
+    /// Storage for a run of `job`: a new snapshot (backup) or the chosen one (restore).
+    async fn storage(
+        &self,
+        job: &JobConfig,
+        kind: RunKind,
+        run_id: &str,
+        snapshot: Option<&str>,
+    ) -> anyhow::Result<(RunStorage, Option<SnapshotInfo>)> {
+        if self.config.repository.is_none() {
+            if snapshot.is_some() {
+                anyhow::bail!(
+                    "--snapshot given, but {} has no [repository] section",
+                    self.source_label()
+                );
+            }
+            return Ok((
+                RunStorage::unavailable(&format!(
+                    "job `{}` has no repository to store artifacts in: add a [repository] section to {}",
+                    job.name,
+                    self.source_label()
+                )),
+                None,
+            ));
+        }
+        let repo = self.repository(kind == RunKind::Backup).await?;
+        match kind {
+            RunKind::Backup => {
+                let meta = SnapshotMeta {
+                    job: job.name.clone(),
+                    task: task_tag(job),
+                    run_id: run_id.to_string(),
+                    hostname: hostname(),
+                };
+                let session =
+                    tokio::task::spawn_blocking(move || repo.begin_backup(meta)).await??;
+                Ok((
+                    RunStorage::new(StorageMode::Backup(Arc::new(Mutex::new(session)))),
+                    None,
+                ))
+            }
+            RunKind::Restore => {
+                let job_name = job.name.clone();
+                let id = snapshot.unwrap_or("latest").to_string();
+                let (session, info) = tokio::task::spawn_blocking(move || {
+                    let info = repo.find_snapshot(&job_name, &id)?;
+                    let session = repo.open_restore(&info)?;
+                    Ok::<_, RepoError>((session, info))
+                })
+                .await??;
+                Ok((
+                    RunStorage::new(StorageMode::Restore(Arc::new(session))),
+                    Some(info),
+                ))
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn execute(
         &self,
         job: &JobConfig,
         kind: RunKind,
         params: Map<String, Value>,
         run_id: &str,
-        setup: RunSetup,
+        snapshot: Option<&str>,
+        mut setup: RunSetup,
+        executed: &mut Executed,
     ) -> anyhow::Result<Value> {
         let module = self
             .runtime
             .load(&job.task)
             .await
             .with_context(|| format!("job `{}`", job.name))?;
+        let (storage, restoring) = self
+            .storage(job, kind, run_id, snapshot)
+            .await
+            .with_context(|| format!("{} of job `{}`", kind_word(kind), job.name))?;
+        if let Some(info) = &restoring {
+            executed.snapshot_id = Some(info.id.clone());
+            setup.log.host(
+                "info",
+                &format!("restoring from snapshot {} of {}", info.short_id, info.time),
+            );
+        }
+        setup.storage = storage.clone();
         let context = Context {
             job: job.name.clone(),
             run_id: run_id.to_string(),
             params: Value::Object(params).to_string(),
-            snapshot: None,
+            snapshot: restoring.as_ref().map(|i| i.id.clone()),
         };
         let op = match kind {
             RunKind::Backup => TaskOp::Backup,
             RunKind::Restore => TaskOp::Restore,
         };
-        let out = self
-            .runtime
-            .run_task(&module, op, context, setup)
-            .await
-            .map_err(|e| {
-                anyhow::Error::new(e).context(format!("{} of job `{}`", kind_word(kind), job.name))
-            })?;
-        Ok(serde_json::from_str(&out)?)
+        let log = setup.log.clone();
+        let out = self.runtime.run_task(&module, op, context, setup).await;
+        executed.bytes = storage.bytes();
+        let out = out.map_err(|e| {
+            anyhow::Error::new(e).context(format!("{} of job `{}`", kind_word(kind), job.name))
+        })?;
+        let value: Value = serde_json::from_str(&out)?;
+        if let Some(session) = storage.take_backup()? {
+            let info = tokio::task::spawn_blocking(move || session.commit())
+                .await?
+                .with_context(|| format!("committing the snapshot of job `{}`", job.name))?;
+            log.host(
+                "info",
+                &format!(
+                    "snapshot {} committed ({} artifacts)",
+                    info.short_id,
+                    info.paths.len()
+                ),
+            );
+            executed.snapshot_id = Some(info.id);
+        }
+        Ok(value)
     }
 
     /// Describe the module of `job` (loads and instantiates it with no grants).
@@ -271,6 +421,7 @@ pub async fn describe(
         functions: Arc::new(BTreeMap::new()),
         progress: no_progress(),
         last_progress: Arc::new(Mutex::new(None)),
+        storage: RunStorage::unavailable("storage is not available while describing a module"),
     };
     runtime.describe(module, setup).await
 }
@@ -301,6 +452,47 @@ fn redact_json(redactor: &Redactor, value: Value) -> Value {
         ),
         other => other,
     }
+}
+
+/// The repository password from `password-env` or `password-file`.
+///
+/// # Errors
+/// Neither is configured, the variable is unset, or the file unreadable/empty.
+pub fn repository_password(cfg: &crate::config::RepositoryFile) -> anyhow::Result<String> {
+    let password = match (&cfg.password_env, &cfg.password_file) {
+        (Some(var), _) => std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "the repository password is read from environment variable `{var}` (repository.password-env), which is not set"
+            )
+        })?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read the repository password file {}", file.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_string(),
+        (None, None) => anyhow::bail!(
+            "the repository has no password: set `password-env` or `password-file` in [repository]"
+        ),
+    };
+    if password.is_empty() {
+        anyhow::bail!("the repository password is empty");
+    }
+    Ok(password)
+}
+
+/// The `task:` tag of a job's snapshots: the built-in name or the module file's stem.
+fn task_tag(job: &JobConfig) -> String {
+    match &job.task.source {
+        crate::config::ModuleSource::Builtin(n) => n.clone(),
+        crate::config::ModuleSource::File(p) => p
+            .file_stem()
+            .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned()),
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
 }
 
 fn kind_word(kind: RunKind) -> &'static str {

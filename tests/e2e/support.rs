@@ -113,7 +113,7 @@ pub async fn backup(runner: &Runner, job: &str, params: Value) -> anyhow::Result
         _ => anyhow::bail!("params must be an object"),
     };
     runner
-        .run(job, RunKind::Backup, overrides, no_progress())
+        .run(job, RunKind::Backup, overrides, None, no_progress())
         .await
 }
 

@@ -1,48 +1,569 @@
 //! `cairn:plugin/storage`: artifacts of the current run's snapshot.
 //!
-//! The contract is defined in `wit/storage.wit`. This host does not have a
-//! snapshot repository yet, so every call answers `unsupported` with a message
-//! saying so; the repository work plugs in here without changing the WIT.
+//! A backup run writes into one [`BackupSession`] (committed by the runner
+//! only if the task succeeds); a restore run reads one snapshot through a
+//! [`RestoreSession`]. Bulk bytes stay host-side: a command's stdout is piped
+//! straight into the repository, an artifact straight into a command's stdin,
+//! and directory trees are read and written by the host. Bytes a module writes
+//! itself go through a small bounded channel, so memory stays bounded whatever
+//! the size. Repository calls are blocking and run on the blocking pool.
 
-use wasmtime::component::Resource;
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+use tokio::io::AsyncReadExt;
+use wasmtime::component::{Resource, ResourceTable};
+
+use crate::capabilities::log::RunLog;
+use crate::capabilities::secrets::SecretValues;
+use crate::capabilities::shell::{self, GroupGuard, ShellGrant};
+use crate::config::Access;
+use crate::repository::{
+    ArtifactInfo, ArtifactKind as RepoKind, BackupSession, RepoError, RestoreSession,
+};
 use crate::runtime::bindings::WitError;
 use crate::runtime::bindings::task::cairn::plugin::shell::{Command, Output};
 use crate::runtime::bindings::task::cairn::plugin::storage::{
-    Artifact, Host, HostReader, HostWriter,
+    Artifact, ArtifactKind, Host, HostReader, HostWriter,
 };
 
-/// A stream artifact being written (host side of `storage.writer`).
-pub struct Writer;
+/// Bytes handed to the repository per chunk when a module writes a stream.
+const CHANNEL_DEPTH: usize = 16;
+/// Largest single `reader.read` answered.
+const MAX_READ: u64 = 4 << 20;
 
-/// A stream artifact being read (host side of `storage.reader`).
-pub struct Reader;
+/// What storage a run has.
+#[derive(Clone)]
+pub enum StorageMode {
+    /// No repository (or a describe call): every call is `unsupported` with this reason.
+    Unavailable(String),
+    /// A backup run writing one snapshot.
+    Backup(Arc<Mutex<BackupSession>>),
+    /// A restore run reading one snapshot.
+    Restore(Arc<RestoreSession>),
+}
+
+/// Run-wide storage state shared by the task's store and its Function stores.
+#[derive(Clone)]
+pub struct RunStorage {
+    mode: StorageMode,
+    /// A stream artifact is being written (only one at a time).
+    streaming: Arc<AtomicBool>,
+    /// Bytes written or restored so far.
+    bytes: Arc<AtomicU64>,
+}
+
+impl RunStorage {
+    /// Storage of one run.
+    pub fn new(mode: StorageMode) -> Self {
+        Self {
+            mode,
+            streaming: Arc::new(AtomicBool::new(false)),
+            bytes: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// No storage, for this reason.
+    pub fn unavailable(reason: &str) -> Self {
+        Self::new(StorageMode::Unavailable(reason.to_string()))
+    }
+
+    /// The backup session, for commit, once no store holds it any more;
+    /// `Ok(None)` when this is not a backup.
+    ///
+    /// # Errors
+    /// When a store still shares the session (a bug: commit must not race a writer).
+    pub fn take_backup(self) -> anyhow::Result<Option<BackupSession>> {
+        match self.mode {
+            StorageMode::Backup(s) => Arc::try_unwrap(s)
+                .map(|m| Some(m.into_inner().unwrap_or_else(|e| e.into_inner())))
+                .map_err(|_| {
+                    anyhow::anyhow!("the snapshot is still in use by a module; not committing it")
+                }),
+            _ => Ok(None),
+        }
+    }
+
+    /// Bytes written (backup) or restored so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream artifact being written by the module (host side of `storage.writer`).
+pub struct Writer {
+    name: String,
+    tx: Option<tokio::sync::mpsc::Sender<Result<Vec<u8>, String>>>,
+    done: Option<tokio::task::JoinHandle<Result<ArtifactInfo, RepoError>>>,
+}
+
+/// A stream artifact being read by the module (host side of `storage.reader`).
+pub struct Reader {
+    inner: Arc<Mutex<Box<dyn Read + Send>>>,
+}
 
 /// The `storage` capability of one store.
-#[derive(Default)]
-pub struct StorageCap;
+pub struct StorageCap {
+    job: String,
+    run: RunStorage,
+    table: ResourceTable,
+    shell: ShellGrant,
+    output_cap: u64,
+    secrets: Arc<SecretValues>,
+    log: RunLog,
+}
 
-fn unsupported<T>() -> wasmtime::Result<Result<T, WitError>> {
-    Ok(Err(WitError::Unsupported(
-        "storage is not available: this Cairn build has no snapshot repository yet".into(),
-    )))
+impl StorageCap {
+    /// Storage for `job` under its grants.
+    pub fn new(
+        job: &str,
+        run: RunStorage,
+        shell: ShellGrant,
+        output_cap: u64,
+        secrets: Arc<SecretValues>,
+        log: RunLog,
+    ) -> Self {
+        Self {
+            job: job.to_string(),
+            run,
+            table: ResourceTable::new(),
+            shell,
+            output_cap,
+            secrets,
+            log,
+        }
+    }
+
+    fn backup(&self) -> Result<Arc<Mutex<BackupSession>>, WitError> {
+        match &self.run.mode {
+            StorageMode::Backup(s) => Ok(s.clone()),
+            StorageMode::Restore(_) => Err(WitError::Unsupported(
+                "this is a restore run: artifacts can only be read".into(),
+            )),
+            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+        }
+    }
+
+    fn restore(&self) -> Result<Arc<RestoreSession>, WitError> {
+        match &self.run.mode {
+            StorageMode::Restore(s) => Ok(s.clone()),
+            StorageMode::Backup(_) => Err(WitError::Unsupported(
+                "this is a backup run: there is no snapshot to read yet".into(),
+            )),
+            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+        }
+    }
+
+    /// `path` must lie under a granted path with at least `need` access.
+    fn check_path(&self, path: &str, need: Access) -> Result<PathBuf, WitError> {
+        let p = Path::new(path);
+        if !p.is_absolute() {
+            return Err(WitError::Invalid(format!("path `{path}` must be absolute")));
+        }
+        let normal = crate::config::normalize(p);
+        let ok = self.shell.paths.iter().any(|(granted, access)| {
+            normal.starts_with(granted) && (need == Access::Read || *access == Access::ReadWrite)
+        });
+        if ok {
+            return Ok(normal);
+        }
+        let granted: Vec<String> = self
+            .shell
+            .paths
+            .iter()
+            .map(|(p, a)| {
+                format!(
+                    "{} ({})",
+                    p.display(),
+                    if *a == Access::Read {
+                        "read"
+                    } else {
+                        "read-write"
+                    }
+                )
+            })
+            .collect();
+        Err(WitError::Denied(format!(
+            "{} access to {} is not granted to job `{}`: `allow.paths` {}",
+            if need == Access::Read {
+                "read"
+            } else {
+                "read-write"
+            },
+            normal.display(),
+            self.job,
+            if granted.is_empty() {
+                "grants none".to_string()
+            } else {
+                format!("grants only {}", granted.join(", "))
+            }
+        )))
+    }
+
+    /// Claim the one stream slot; `Err` if a stream artifact is still open.
+    fn claim_stream(&self, name: &str) -> Result<StreamSlot, WitError> {
+        if self.run.streaming.swap(true, Ordering::SeqCst) {
+            return Err(WitError::Invalid(format!(
+                "cannot start artifact `{name}` while another stream artifact is being written: finish it first"
+            )));
+        }
+        Ok(StreamSlot(self.run.streaming.clone()))
+    }
+
+    fn record(&self, info: &ArtifactInfo, verb: &str) {
+        self.run.bytes.fetch_add(info.size, Ordering::Relaxed);
+        self.log.push(
+            "info",
+            &format!("{verb} artifact `{}`", info.name),
+            &[
+                ("kind".into(), format!("{:?}", info.kind).to_lowercase()),
+                ("bytes".into(), info.size.to_string()),
+            ],
+        );
+    }
+}
+
+/// Releases the stream slot when dropped.
+struct StreamSlot(Arc<AtomicBool>);
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+fn to_wit(info: &ArtifactInfo) -> Artifact {
+    Artifact {
+        name: info.name.clone(),
+        kind: match info.kind {
+            RepoKind::Stream => ArtifactKind::Stream,
+            RepoKind::Tree => ArtifactKind::Tree,
+        },
+        size: info.size,
+    }
+}
+
+fn repo_err(e: RepoError) -> WitError {
+    match e {
+        RepoError::NoSuchArtifact { .. } => WitError::NotFound(e.to_string()),
+        RepoError::InvalidName { .. }
+        | RepoError::ArtifactExists { .. }
+        | RepoError::WrongKind { .. } => WitError::Invalid(e.to_string()),
+        other => WitError::Failed(other.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, WitError> + Send + 'static,
+) -> Result<T, WitError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| WitError::Failed(format!("storage worker failed: {e}")))?
+}
+
+/// A blocking reader over chunks a module sends through a channel; an `Err`
+/// chunk (the writer was dropped unfinished) fails the artifact.
+struct ChannelReader {
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<u8>, String>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.pos == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Some(Err(why)) => return Err(std::io::Error::other(why)),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// A child's stdout that, at end of file, waits for the child and turns a
+/// failed exit into a read error, so a failed dump never becomes an artifact.
+struct CommandStdout {
+    file: std::fs::File,
+    program: String,
+    status: std::sync::mpsc::Receiver<Result<(), String>>,
+}
+
+impl Read for CommandStdout {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            match self.status.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(why)) => return Err(std::io::Error::other(why)),
+                Err(_) => {
+                    return Err(std::io::Error::other(format!(
+                        "`{}` was stopped before it finished",
+                        self.program
+                    )));
+                }
+            }
+        }
+        Ok(n)
+    }
+}
+
+/// Why a command failed, from its exit status and the tail of its stderr.
+fn exit_problem(program: &str, status: &std::process::ExitStatus, stderr: &[u8]) -> Option<String> {
+    if status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(stderr);
+    let last = text
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
+    let how = match status.code() {
+        Some(code) => format!("exited with code {code}"),
+        None => "was killed by a signal".to_string(),
+    };
+    Some(if last.is_empty() {
+        format!("`{program}` {how}")
+    } else {
+        format!("`{program}` {how}: {last}")
+    })
+}
+
+async fn read_capped(mut pipe: impl tokio::io::AsyncRead + Unpin, cap: u64) -> Vec<u8> {
+    let mut kept = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while let Ok(n) = pipe.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        let room = (cap as usize).saturating_sub(kept.len());
+        kept.extend_from_slice(&buf[..n.min(room)]);
+    }
+    kept
+}
+
+impl StorageCap {
+    async fn create_from_command(
+        &mut self,
+        name: String,
+        command: Command,
+    ) -> Result<Artifact, WitError> {
+        let session = self.backup()?;
+        let slot = self.claim_stream(&name)?;
+        let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        self.log.push(
+            "info",
+            &format!(
+                "streaming `{} {}` into artifact `{name}`",
+                command.program,
+                command.args.join(" ")
+            ),
+            &[],
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+        let guard = GroupGuard::new(child.id());
+        let stdout: OwnedFd = child
+            .stdout
+            .take()
+            .expect("piped")
+            .into_owned_fd()
+            .map_err(|e| WitError::Failed(format!("stdout of `{}`: {e}", command.program)))?;
+        let stderr = child.stderr.take().expect("piped");
+        let (status_tx, status_rx) = std::sync::mpsc::channel();
+        let program = command.program.clone();
+        let cap = self.output_cap;
+        let waiter = tokio::spawn(async move {
+            let (err, status) = tokio::join!(read_capped(stderr, cap), child.wait());
+            let outcome = match &status {
+                Ok(st) => match exit_problem(&program, st, &err) {
+                    None => Ok(()),
+                    Some(p) => Err(p),
+                },
+                Err(e) => Err(format!("waiting for `{program}`: {e}")),
+            };
+            let _ = status_tx.send(outcome.clone());
+            outcome
+        });
+        let reader = CommandStdout {
+            file: std::fs::File::from(stdout),
+            program: command.program.clone(),
+            status: status_rx,
+        };
+        let archive_name = name.clone();
+        let result = blocking(move || {
+            let mut s = session.lock().unwrap();
+            s.add_stream(&archive_name, Box::new(reader))
+                .map_err(repo_err)
+        })
+        .await;
+        let exit = waiter.await.unwrap_or_else(|e| Err(e.to_string()));
+        guard.finish();
+        drop(slot);
+        match (result, exit) {
+            (_, Err(problem)) => Err(WitError::Failed(format!(
+                "artifact `{name}` not stored: {problem}"
+            ))),
+            (Err(e), Ok(())) => Err(e),
+            (Ok(info), Ok(())) => {
+                self.record(&info, "stored");
+                Ok(to_wit(&info))
+            }
+        }
+    }
+
+    async fn restore_to_command(
+        &mut self,
+        name: String,
+        command: Command,
+    ) -> Result<Output, WitError> {
+        let session = self.restore()?;
+        let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let open_name = name.clone();
+        let reader = blocking(move || session.open_stream(&open_name).map_err(repo_err)).await?;
+        self.log.push(
+            "info",
+            &format!(
+                "feeding artifact `{name}` into `{} {}`",
+                command.program,
+                command.args.join(" ")
+            ),
+            &[],
+        );
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+        let guard = GroupGuard::new(child.id());
+        let stdin: OwnedFd = child
+            .stdin
+            .take()
+            .expect("piped")
+            .into_owned_fd()
+            .map_err(|e| WitError::Failed(format!("stdin of `{}`: {e}", command.program)))?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let feed = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            let mut file = std::fs::File::from(stdin);
+            match std::io::copy(&mut reader, &mut file) {
+                Ok(n) => Ok(n),
+                // The command stopped reading (it failed or needed no more): its exit status tells.
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(0),
+                Err(e) => Err(e.to_string()),
+            }
+        });
+        let cap = self.output_cap;
+        let (out, err, status) = tokio::join!(
+            read_capped(stdout, cap),
+            read_capped(stderr, cap),
+            child.wait()
+        );
+        guard.finish();
+        let fed = feed
+            .await
+            .map_err(|e| WitError::Failed(format!("feeding `{name}`: {e}")))?
+            .map_err(|e| WitError::Failed(format!("reading artifact `{name}`: {e}")))?;
+        let status = status
+            .map_err(|e| WitError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
+        self.run.bytes.fetch_add(fed, Ordering::Relaxed);
+        Ok(Output {
+            exit_code: status.code(),
+            stdout_truncated: out.len() as u64 >= cap,
+            stderr_truncated: err.len() as u64 >= cap,
+            stdout: out,
+            stderr: err,
+        })
+    }
 }
 
 impl HostWriter for StorageCap {
     async fn write(
         &mut self,
-        _: Resource<Writer>,
-        _: Vec<u8>,
+        w: Resource<Writer>,
+        bytes: Vec<u8>,
     ) -> wasmtime::Result<Result<(), WitError>> {
-        unsupported()
+        let writer = self.table.get_mut(&w)?;
+        let name = writer.name.clone();
+        let Some(tx) = writer.tx.clone() else {
+            return Ok(Err(WitError::Invalid(format!(
+                "artifact `{name}` is already finished"
+            ))));
+        };
+        if tx.send(Ok(bytes)).await.is_ok() {
+            return Ok(Ok(()));
+        }
+        // The repository side stopped: report why.
+        let writer = self.table.get_mut(&w)?;
+        writer.tx = None;
+        let err = match writer.done.take() {
+            Some(done) => match done.await {
+                Ok(Err(e)) => repo_err(e),
+                Ok(Ok(_)) => WitError::Failed(format!("artifact `{name}` ended early")),
+                Err(e) => WitError::Failed(format!("artifact `{name}`: {e}")),
+            },
+            None => WitError::Failed(format!("artifact `{name}` failed")),
+        };
+        Ok(Err(err))
     }
+
     async fn finish(
         &mut self,
-        _: Resource<Writer>,
+        w: Resource<Writer>,
     ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        unsupported()
+        let writer = self.table.get_mut(&w)?;
+        let name = writer.name.clone();
+        writer.tx = None;
+        let Some(done) = writer.done.take() else {
+            return Ok(Err(WitError::Invalid(format!(
+                "artifact `{name}` is already finished"
+            ))));
+        };
+        let result = match done.await {
+            Ok(Ok(info)) => {
+                self.record(&info, "stored");
+                Ok(to_wit(&info))
+            }
+            Ok(Err(e)) => Err(repo_err(e)),
+            Err(e) => Err(WitError::Failed(format!("artifact `{name}`: {e}"))),
+        };
+        Ok(result)
     }
-    async fn drop(&mut self, _: Resource<Writer>) -> wasmtime::Result<()> {
+
+    async fn drop(&mut self, w: Resource<Writer>) -> wasmtime::Result<()> {
+        let writer = self.table.delete(w)?;
+        if let Some(tx) = writer.tx {
+            // Unfinished: make the repository side fail this artifact.
+            let _ = tx
+                .send(Err(format!(
+                    "artifact `{}` was dropped before it was finished",
+                    writer.name
+                )))
+                .await;
+        }
+        if let Some(done) = writer.done {
+            let _ = done.await;
+        }
         Ok(())
     }
 }
@@ -50,58 +571,197 @@ impl HostWriter for StorageCap {
 impl HostReader for StorageCap {
     async fn read(
         &mut self,
-        _: Resource<Reader>,
-        _: u64,
+        r: Resource<Reader>,
+        max: u64,
     ) -> wasmtime::Result<Result<Vec<u8>, WitError>> {
-        unsupported()
+        let inner = self.table.get(&r)?.inner.clone();
+        let max = max.clamp(1, MAX_READ) as usize;
+        let result = blocking(move || {
+            let mut reader = inner.lock().unwrap();
+            let mut buf = vec![0u8; max];
+            let mut filled = 0;
+            while filled < max {
+                match reader.read(&mut buf[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(WitError::Failed(format!("reading artifact: {e}"))),
+                }
+            }
+            buf.truncate(filled);
+            Ok(buf)
+        })
+        .await;
+        if let Ok(bytes) = &result {
+            self.run
+                .bytes
+                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        }
+        Ok(result)
     }
-    async fn drop(&mut self, _: Resource<Reader>) -> wasmtime::Result<()> {
+
+    async fn drop(&mut self, r: Resource<Reader>) -> wasmtime::Result<()> {
+        self.table.delete(r)?;
         Ok(())
     }
 }
 
 impl Host for StorageCap {
-    async fn create(&mut self, _: String) -> wasmtime::Result<Result<Resource<Writer>, WitError>> {
-        unsupported()
+    async fn create(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Resource<Writer>, WitError>> {
+        let session = match self.backup() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let slot = match self.claim_stream(&name) {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
+        let reader = ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        };
+        let archive_name = name.clone();
+        let done = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let mut s = session.lock().unwrap();
+            s.add_stream(&archive_name, Box::new(reader))
+        });
+        let writer = Writer {
+            name,
+            tx: Some(tx),
+            done: Some(done),
+        };
+        Ok(Ok(self.table.push(writer)?))
     }
+
     async fn create_from_command(
         &mut self,
-        _: String,
-        _: Command,
+        name: String,
+        command: Command,
     ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        unsupported()
+        Ok(StorageCap::create_from_command(self, name, command).await)
     }
+
     async fn add_tree(
         &mut self,
-        _: String,
-        _: String,
+        name: String,
+        path: String,
     ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        unsupported()
+        let session = match self.backup() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let path = match self.check_path(&path, Access::Read) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        if !path.exists() {
+            return Ok(Err(WitError::NotFound(format!(
+                "{} does not exist",
+                path.display()
+            ))));
+        }
+        self.log.push(
+            "info",
+            &format!("adding {} as tree artifact `{name}`", path.display()),
+            &[],
+        );
+        let result = blocking(move || {
+            let mut s = session.lock().unwrap();
+            s.add_tree(&name, &path).map_err(repo_err)
+        })
+        .await;
+        Ok(result.map(|info| {
+            self.record(&info, "stored");
+            to_wit(&info)
+        }))
     }
-    async fn set_note(&mut self, _: String, _: String) -> wasmtime::Result<Result<(), WitError>> {
-        unsupported()
+
+    async fn set_note(
+        &mut self,
+        key: String,
+        value: String,
+    ) -> wasmtime::Result<Result<(), WitError>> {
+        let session = match self.backup() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        session.lock().unwrap().set_note(&key, &value);
+        Ok(Ok(()))
     }
+
     async fn notes(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, WitError>> {
-        unsupported()
+        let notes: Result<BTreeMap<String, String>, WitError> = match &self.run.mode {
+            StorageMode::Backup(s) => Ok(s.lock().unwrap().notes()),
+            StorageMode::Restore(s) => {
+                let s = s.clone();
+                blocking(move || s.notes().map_err(repo_err)).await
+            }
+            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+        };
+        Ok(notes.map(|n| n.into_iter().collect()))
     }
+
     async fn list(&mut self) -> wasmtime::Result<Result<Vec<Artifact>, WitError>> {
-        unsupported()
+        let list: Result<Vec<ArtifactInfo>, WitError> = match &self.run.mode {
+            StorageMode::Backup(s) => Ok(s.lock().unwrap().artifacts()),
+            StorageMode::Restore(s) => {
+                let s = s.clone();
+                blocking(move || s.artifacts().map_err(repo_err)).await
+            }
+            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+        };
+        Ok(list.map(|l| l.iter().map(to_wit).collect()))
     }
-    async fn open(&mut self, _: String) -> wasmtime::Result<Result<Resource<Reader>, WitError>> {
-        unsupported()
+
+    async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<Reader>, WitError>> {
+        let session = match self.restore() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        match blocking(move || session.open_stream(&name).map_err(repo_err)).await {
+            Ok(reader) => Ok(Ok(self.table.push(Reader {
+                inner: Arc::new(Mutex::new(reader)),
+            })?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
+
     async fn restore_to_command(
         &mut self,
-        _: String,
-        _: Command,
+        name: String,
+        command: Command,
     ) -> wasmtime::Result<Result<Output, WitError>> {
-        unsupported()
+        Ok(StorageCap::restore_to_command(self, name, command).await)
     }
+
     async fn restore_tree(
         &mut self,
-        _: String,
-        _: String,
+        name: String,
+        target: String,
     ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        unsupported()
+        let session = match self.restore() {
+            Ok(s) => s,
+            Err(e) => return Ok(Err(e)),
+        };
+        let target = match self.check_path(&target, Access::ReadWrite) {
+            Ok(p) => p,
+            Err(e) => return Ok(Err(e)),
+        };
+        self.log.push(
+            "info",
+            &format!("restoring tree artifact `{name}` to {}", target.display()),
+            &[],
+        );
+        let result = blocking(move || session.restore_tree(&name, &target).map_err(repo_err)).await;
+        Ok(result.map(|info| {
+            self.record(&info, "restored");
+            to_wit(&info)
+        }))
     }
 }

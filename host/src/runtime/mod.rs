@@ -33,7 +33,7 @@ use crate::capabilities::progress::{Progress, ProgressCap, ProgressSink};
 use crate::capabilities::secrets::{SecretValues, SecretsCap};
 use crate::capabilities::shell::{ShellCap, ShellGrant};
 use crate::capabilities::state::StateCap;
-use crate::capabilities::storage::StorageCap;
+use crate::capabilities::storage::{RunStorage, StorageCap};
 use crate::capabilities::time::TimeCap;
 use crate::capabilities::wasi::{self, Capture, OutputLimitExceeded};
 use crate::config::{Grants, Limits, ModuleRef, ModuleSource};
@@ -181,6 +181,8 @@ pub struct RunSetup {
     pub progress: ProgressSink,
     /// Last progress report.
     pub last_progress: Arc<Mutex<Option<Progress>>>,
+    /// The run's snapshot (backup or restore), if it has one.
+    pub storage: RunStorage,
 }
 
 /// The data of one store: WASI, limits and every capability.
@@ -430,7 +432,17 @@ impl Runtime {
                 setup.secrets.clone(),
                 setup.log.clone(),
             ),
-            storage: StorageCap,
+            storage: StorageCap::new(
+                &setup.job,
+                setup.storage.clone(),
+                ShellGrant {
+                    programs: g.commands.clone(),
+                    paths: g.paths.clone(),
+                },
+                lim.output,
+                setup.secrets.clone(),
+                setup.log.clone(),
+            ),
             functions: with_functions.then(|| FunctionsCap::new(self.clone(), setup.clone())),
         };
         let mut store = Store::new(&self.inner.engine, data);
