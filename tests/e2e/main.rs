@@ -3,5 +3,6 @@
 //! covers one area.
 
 mod cli;
+mod repository;
 mod sandbox;
 mod support;
