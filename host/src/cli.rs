@@ -312,6 +312,14 @@ async fn run_job(
     let overrides = parse_overrides(set)?;
     let config = config::load(config_path)?;
     config.job(job)?;
+    if snapshot.is_some() && config.repository.is_none() {
+        // A usage error (exit 2), caught before a failed run is recorded.
+        return Err(UsageError(format!(
+            "--snapshot given, but {} has no [repository] section",
+            config_path.display()
+        ))
+        .into());
+    }
     let runner = Runner::open(config)?;
     let (sink, bar) = progress_sink();
     let report = runner.run(job, kind, overrides, snapshot, sink).await?;

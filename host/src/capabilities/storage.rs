@@ -299,21 +299,23 @@ struct CommandStdout {
     file: std::fs::File,
     program: String,
     status: std::sync::mpsc::Receiver<Result<(), String>>,
+    /// The command's outcome, once seen (readers may read again after EOF).
+    outcome: Option<Result<(), String>>,
 }
 
 impl Read for CommandStdout {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.file.read(buf)?;
         if n == 0 && !buf.is_empty() {
-            match self.status.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(why)) => return Err(std::io::Error::other(why)),
-                Err(_) => {
-                    return Err(std::io::Error::other(format!(
-                        "`{}` was stopped before it finished",
-                        self.program
-                    )));
-                }
+            let program = &self.program;
+            let status = &self.status;
+            let outcome = self.outcome.get_or_insert_with(|| {
+                status
+                    .recv()
+                    .unwrap_or_else(|_| Err(format!("`{program}` was stopped before it finished")))
+            });
+            if let Err(why) = outcome {
+                return Err(std::io::Error::other(why.clone()));
             }
         }
         Ok(n)
@@ -407,6 +409,7 @@ impl StorageCap {
             file: std::fs::File::from(stdout),
             program: command.program.clone(),
             status: status_rx,
+            outcome: None,
         };
         let archive_name = name.clone();
         let result = blocking(move || {
