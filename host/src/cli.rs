@@ -383,10 +383,13 @@ fn progress_sink() -> (ProgressSink, Option<indicatif::ProgressBar>) {
         let bar = indicatif::ProgressBar::new(0);
         let sink_bar = bar.clone();
         let sink: ProgressSink = Arc::new(move |job: &str, p: Progress| {
-            let template = if p.bytes {
-                "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
-            } else {
-                "{prefix} {wide_bar} {pos}/{len} {per_sec} eta {eta}"
+            let template = match (p.bytes, p.total.is_some()) {
+                (true, true) => {
+                    "{prefix} {wide_bar} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}"
+                }
+                (true, false) => "{prefix} {spinner} {bytes} {binary_bytes_per_sec}",
+                (false, true) => "{prefix} {wide_bar} {pos}/{len} {per_sec} eta {eta}",
+                (false, false) => "{prefix} {spinner} {pos} {per_sec}",
             };
             if let Ok(style) = indicatif::ProgressStyle::with_template(template) {
                 sink_bar.set_style(style);

@@ -334,6 +334,7 @@ impl Runner {
                 &format!("restoring from snapshot {} of {}", info.short_id, info.time),
             );
         }
+        let storage = storage.with_progress(&job.name, setup.progress.clone());
         setup.storage = storage.clone();
         let context = Context {
             job: job.name.clone(),

@@ -20,6 +20,7 @@ use tokio::io::AsyncReadExt;
 use wasmtime::component::{Resource, ResourceTable};
 
 use crate::capabilities::log::RunLog;
+use crate::capabilities::progress::{Progress, ProgressSink};
 use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::shell::{self, GroupGuard, ShellGrant};
 use crate::config::Access;
@@ -56,7 +57,16 @@ pub struct RunStorage {
     streaming: Arc<AtomicBool>,
     /// Bytes written or restored so far.
     bytes: Arc<AtomicU64>,
+    /// Bytes moved so far, for live progress (counted as they flow).
+    moved: Arc<AtomicU64>,
+    /// The `moved` value last reported.
+    reported: Arc<AtomicU64>,
+    /// Where byte progress goes, and the job it is for.
+    progress: Option<(Arc<str>, ProgressSink)>,
 }
+
+/// Report byte progress at most once per this many bytes.
+const PROGRESS_STEP: u64 = 1 << 20;
 
 impl RunStorage {
     /// Storage of one run.
@@ -65,6 +75,35 @@ impl RunStorage {
             mode,
             streaming: Arc::new(AtomicBool::new(false)),
             bytes: Arc::new(AtomicU64::new(0)),
+            moved: Arc::new(AtomicU64::new(0)),
+            reported: Arc::new(AtomicU64::new(0)),
+            progress: None,
+        }
+    }
+
+    /// Report bytes moved for `job` to `sink` as they flow (progress bar, plain lines).
+    pub fn with_progress(mut self, job: &str, sink: ProgressSink) -> Self {
+        self.progress = Some((job.into(), sink));
+        self
+    }
+
+    /// Count `n` more bytes moved; report progress every [`PROGRESS_STEP`]
+    /// and at the end of a stream (`n == 0`), never the same value twice.
+    fn advance(&self, n: u64) {
+        let before = self.moved.fetch_add(n, Ordering::Relaxed);
+        let after = before + n;
+        if let Some((job, sink)) = &self.progress
+            && (before / PROGRESS_STEP != after / PROGRESS_STEP || n == 0)
+            && self.reported.fetch_max(after, Ordering::Relaxed) < after
+        {
+            sink(
+                job,
+                Progress {
+                    done: after,
+                    total: None,
+                    bytes: true,
+                },
+            );
         }
     }
 
@@ -217,6 +256,9 @@ impl StorageCap {
 
     fn record(&self, info: &ArtifactInfo, verb: &str) {
         self.run.bytes.fetch_add(info.size, Ordering::Relaxed);
+        if info.kind == RepoKind::Tree {
+            self.run.advance(info.size);
+        }
         self.log.push(
             "info",
             &format!("{verb} artifact `{}`", info.name),
@@ -264,6 +306,20 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| WitError::Failed(format!("storage worker failed: {e}")))?
+}
+
+/// Counts bytes as they are read, for live progress.
+struct Counting<R> {
+    inner: R,
+    run: RunStorage,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.run.advance(n as u64);
+        Ok(n)
+    }
 }
 
 /// A blocking reader over chunks a module sends through a channel; an `Err`
@@ -405,11 +461,14 @@ impl StorageCap {
             let _ = status_tx.send(outcome.clone());
             outcome
         });
-        let reader = CommandStdout {
-            file: std::fs::File::from(stdout),
-            program: command.program.clone(),
-            status: status_rx,
-            outcome: None,
+        let reader = Counting {
+            inner: CommandStdout {
+                file: std::fs::File::from(stdout),
+                program: command.program.clone(),
+                status: status_rx,
+                outcome: None,
+            },
+            run: self.run.clone(),
         };
         let archive_name = name.clone();
         let result = blocking(move || {
@@ -466,8 +525,9 @@ impl StorageCap {
             .map_err(|e| WitError::Failed(format!("stdin of `{}`: {e}", command.program)))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
+        let run = self.run.clone();
         let feed = tokio::task::spawn_blocking(move || {
-            let mut reader = reader;
+            let mut reader = Counting { inner: reader, run };
             let mut file = std::fs::File::from(stdin);
             match std::io::copy(&mut reader, &mut file) {
                 Ok(n) => Ok(n),
@@ -623,10 +683,13 @@ impl Host for StorageCap {
             Err(e) => return Ok(Err(e)),
         };
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
-        let reader = ChannelReader {
-            rx,
-            chunk: Vec::new(),
-            pos: 0,
+        let reader = Counting {
+            inner: ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                pos: 0,
+            },
+            run: self.run.clone(),
         };
         let archive_name = name.clone();
         let done = tokio::task::spawn_blocking(move || {
@@ -766,5 +829,33 @@ impl Host for StorageCap {
             self.record(&info, "restored");
             to_wit(&info)
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_progress_is_reported_once_per_mebibyte_as_bytes_flow() {
+        let seen: Arc<Mutex<Vec<u64>>> = Arc::default();
+        let sink_seen = seen.clone();
+        let sink: ProgressSink = Arc::new(move |job: &str, p: Progress| {
+            assert_eq!(job, "db");
+            assert!(p.bytes);
+            sink_seen.lock().unwrap().push(p.done);
+        });
+        let run = RunStorage::unavailable("test").with_progress("db", sink);
+        let data = vec![7u8; 3 * (1 << 20) + 10];
+        let mut reader = Counting {
+            inner: &data[..],
+            run: run.clone(),
+        };
+        let mut out = Vec::new();
+        std::io::copy(&mut reader, &mut out).unwrap();
+        assert_eq!(out.len(), data.len());
+        let seen = seen.lock().unwrap().clone();
+        // One report per MiB crossed, the last at end of stream with the total.
+        assert_eq!(seen, vec![1 << 20, 2 << 20, data.len() as u64], "{seen:?}");
     }
 }
