@@ -415,6 +415,28 @@ async fn read_capped(mut pipe: impl tokio::io::AsyncRead + Unpin, cap: u64) -> V
 }
 
 impl StorageCap {
+    /// Start a granted command with `stdin` and piped stdout/stderr in its own
+    /// process group, logging `what` (`{command}` stands for its command line).
+    fn spawn_piped(
+        &self,
+        command: &Command,
+        stdin: Stdio,
+        what: &str,
+    ) -> Result<(tokio::process::Child, GroupGuard), WitError> {
+        let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, command)?;
+        cmd.stdin(stdin)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let line = format!("{} {}", command.program, command.args.join(" "));
+        self.log
+            .push("info", &what.replace("{command}", line.trim_end()), &[]);
+        let child = cmd
+            .spawn()
+            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+        let guard = GroupGuard::new(child.id());
+        Ok((child, guard))
+    }
+
     async fn create_from_command(
         &mut self,
         name: String,
@@ -422,23 +444,11 @@ impl StorageCap {
     ) -> Result<Artifact, WitError> {
         let session = self.backup()?;
         let slot = self.claim_stream(&name)?;
-        let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        self.log.push(
-            "info",
-            &format!(
-                "streaming `{} {}` into artifact `{name}`",
-                command.program,
-                command.args.join(" ")
-            ),
-            &[],
-        );
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
-        let guard = GroupGuard::new(child.id());
+        let (mut child, guard) = self.spawn_piped(
+            &command,
+            Stdio::null(),
+            &format!("streaming `{{command}}` into artifact `{name}`"),
+        )?;
         let stdout: OwnedFd = child
             .stdout
             .take()
@@ -498,25 +508,15 @@ impl StorageCap {
         command: Command,
     ) -> Result<Output, WitError> {
         let session = self.restore()?;
-        let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        // Check the grant before opening the artifact, and open it before starting the command.
+        shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
         let open_name = name.clone();
         let reader = blocking(move || session.open_stream(&open_name).map_err(repo_err)).await?;
-        self.log.push(
-            "info",
-            &format!(
-                "feeding artifact `{name}` into `{} {}`",
-                command.program,
-                command.args.join(" ")
-            ),
-            &[],
-        );
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
-        let guard = GroupGuard::new(child.id());
+        let (mut child, guard) = self.spawn_piped(
+            &command,
+            Stdio::piped(),
+            &format!("feeding artifact `{name}` into `{{command}}`"),
+        )?;
         let stdin: OwnedFd = child
             .stdin
             .take()
