@@ -70,6 +70,29 @@ pub use error::{Error, ErrorContext, ErrorKind, Result};
 pub use export::{Function, Task};
 pub use serde_json::{self, Value, json};
 
+/// A byte count for people: `512 B`, `1.5 KiB`, `3.0 MiB`.
+///
+/// ```
+/// assert_eq!(cairn_guest::format_size(512), "512 B");
+/// assert_eq!(cairn_guest::format_size(1536), "1.5 KiB");
+/// assert_eq!(cairn_guest::format_size(5 << 30), "5.0 GiB");
+/// assert_eq!(cairn_guest::format_size(100), "100 B");
+/// assert_eq!(cairn_guest::format_size(3 << 20), "3.0 MiB");
+/// ```
+pub fn format_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 /// Everything a module usually needs: `use cairn_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{

@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use serde_json::{Map, Value};
 use url::Url;
 
+use crate::capabilities::grants_phrase;
 use crate::capabilities::log::{Redactor, RunLog};
 use crate::capabilities::progress::{ProgressSink, no_progress};
 use crate::capabilities::secrets::SecretValues;
@@ -539,14 +540,6 @@ fn expand(entry: &str, params: &Map<String, Value>) -> Vec<String> {
     }
 }
 
-fn granted_list(items: Vec<String>) -> String {
-    if items.is_empty() {
-        "grants none".into()
-    } else {
-        format!("grants only {}", items.join(", "))
-    }
-}
-
 /// Problems with `job` given what its task describes: missing required params
 /// and needs its grants do not cover.
 pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Problem> {
@@ -573,7 +566,7 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
                     message: format!(
                         "task needs http to {}, but `allow.http` {}",
                         crate::capabilities::http::origin_of(&url),
-                        granted_list(g.http.iter().map(ToString::to_string).collect())
+                        grants_phrase(&g.http)
                     ),
                 }),
                 Err(e) => problems.push(Problem {
@@ -596,7 +589,7 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
                     location: at("allow.commands"),
                     message: format!(
                         "task needs to run `{value}`, but `allow.commands` {}",
-                        granted_list(g.commands.keys().cloned().collect())
+                        grants_phrase(g.commands.keys())
                     ),
                 });
             }
@@ -611,7 +604,7 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
                     message: format!(
                         "task needs path {}, but `allow.paths` {}",
                         path.display(),
-                        granted_list(g.paths.keys().map(|p| p.display().to_string()).collect())
+                        grants_phrase(g.paths.keys().map(|p| p.display()))
                     ),
                 });
             }
@@ -624,7 +617,7 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
                     location: at("allow.secrets"),
                     message: format!(
                         "task needs secret `{value}`, but `allow.secrets` {}",
-                        granted_list(g.secrets.iter().cloned().collect())
+                        grants_phrase(&g.secrets)
                     ),
                 });
             }
@@ -637,7 +630,7 @@ pub fn check_needs(job: &JobConfig, d: &Description, base_dir: &Path) -> Vec<Pro
                     location: at("allow.functions"),
                     message: format!(
                         "task calls function `{value}`, but `allow.functions` {}",
-                        granted_list(g.functions.iter().cloned().collect())
+                        grants_phrase(&g.functions)
                     ),
                 });
             }

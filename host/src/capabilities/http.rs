@@ -166,16 +166,11 @@ impl HttpCap {
         if self.origins.iter().any(|o| o.matches(url)) {
             return Ok(());
         }
-        let granted = if self.origins.is_empty() {
-            "grants none".to_string()
-        } else {
-            let list: Vec<String> = self.origins.iter().map(ToString::to_string).collect();
-            format!("grants only {}", list.join(", "))
-        };
         Err(WitError::Denied(format!(
-            "http to {} is not granted to job `{}`: `allow.http` {granted}",
+            "http to {} is not granted to job `{}`: `allow.http` {}",
             origin_of(url),
-            self.job
+            self.job,
+            super::grants_phrase(&self.origins)
         )))
     }
 

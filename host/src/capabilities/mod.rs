@@ -13,3 +13,13 @@ pub mod state;
 pub mod storage;
 pub mod time;
 pub mod wasi;
+
+/// How a denial describes a grant list: `grants none` or `grants only a, b`.
+pub fn grants_phrase<S: std::fmt::Display>(granted: impl IntoIterator<Item = S>) -> String {
+    let items: Vec<String> = granted.into_iter().map(|g| g.to_string()).collect();
+    if items.is_empty() {
+        "grants none".to_string()
+    } else {
+        format!("grants only {}", items.join(", "))
+    }
+}

@@ -181,15 +181,10 @@ pub(crate) fn prepare(
     command: &Command,
 ) -> Result<tokio::process::Command, WitError> {
     let program = grant.programs.get(&command.program).ok_or_else(|| {
-        let granted: Vec<&str> = grant.programs.keys().map(String::as_str).collect();
         WitError::Denied(format!(
             "program `{}` is not granted to job `{job}`: `allow.commands` {}",
             command.program,
-            if granted.is_empty() {
-                "grants none".to_string()
-            } else {
-                format!("grants only {}", granted.join(", "))
-            }
+            super::grants_phrase(grant.programs.keys())
         ))
     })?;
     let path = program.path.as_ref().ok_or_else(|| {

@@ -236,11 +236,7 @@ impl StorageCap {
             },
             normal.display(),
             self.job,
-            if granted.is_empty() {
-                "grants none".to_string()
-            } else {
-                format!("grants only {}", granted.join(", "))
-            }
+            super::grants_phrase(granted)
         )))
     }
 

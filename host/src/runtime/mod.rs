@@ -399,6 +399,11 @@ impl Runtime {
         let stdout = Capture::new("stdout", lim.output, setup.log.clone());
         let stderr = Capture::new("stderr", lim.output, setup.log.clone());
         let wasi = wasi::build(&g.paths, stdout.clone(), stderr.clone())?;
+        // Commands and paths, shared by `shell` and `storage` (which pipes commands too).
+        let shell_grant = ShellGrant {
+            programs: g.commands.clone(),
+            paths: g.paths.clone(),
+        };
         let data = RunData {
             wasi,
             table: ResourceTable::new(),
@@ -424,10 +429,7 @@ impl Runtime {
             ),
             shell: ShellCap::new(
                 &setup.job,
-                ShellGrant {
-                    programs: g.commands.clone(),
-                    paths: g.paths.clone(),
-                },
+                shell_grant.clone(),
                 lim.output,
                 setup.secrets.clone(),
                 setup.log.clone(),
@@ -435,10 +437,7 @@ impl Runtime {
             storage: StorageCap::new(
                 &setup.job,
                 setup.storage.clone(),
-                ShellGrant {
-                    programs: g.commands.clone(),
-                    paths: g.paths.clone(),
-                },
+                shell_grant,
                 lim.output,
                 setup.secrets.clone(),
                 setup.log.clone(),

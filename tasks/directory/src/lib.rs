@@ -345,21 +345,6 @@ fn list_dir(dest: &str) -> io::Result<Vec<String>> {
         .collect()
 }
 
-/// "12.5 MiB".
-fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// The trees of the snapshot being restored.
 fn snapshot_trees() -> Result<BTreeMap<String, Option<String>>> {
     if let Some(text) = storage::note(PATHS_NOTE)? {
@@ -431,7 +416,7 @@ impl Task for DirectoryTask {
                     "backed up {} as `{}` ({})",
                     entry.path,
                     entry.name,
-                    format_size(artifact.size)
+                    cairn_guest::format_size(artifact.size)
                 ),
                 &[("artifact", &entry.name), ("bytes", &artifact.size)],
             );
@@ -478,7 +463,7 @@ impl Task for DirectoryTask {
                     "restored `{}` into {} ({})",
                     p.name,
                     p.dest,
-                    format_size(artifact.size)
+                    cairn_guest::format_size(artifact.size)
                 ),
                 &[("artifact", &p.name), ("bytes", &artifact.size)],
             );
@@ -745,13 +730,6 @@ mod tests {
             ErrorKind::Invalid
         );
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(format_size(512), "512 B");
-        assert_eq!(format_size(1536), "1.5 KiB");
-        assert_eq!(format_size(5 << 30), "5.0 GiB");
     }
 
     #[test]

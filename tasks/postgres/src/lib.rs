@@ -457,21 +457,6 @@ fn check_dump_present(name: &str, artifacts: &[Artifact]) -> Result<()> {
     )))
 }
 
-/// "12.5 MiB".
-fn format_size(bytes: u64) -> String {
-    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
-    if bytes < 1024 {
-        return format!("{bytes} B");
-    }
-    let mut value = bytes as f64 / 1024.0;
-    let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 /// The params of a run, checked.
 fn params(ctx: &Context) -> Result<Params> {
     let params: Params = ctx.params()?;
@@ -565,7 +550,7 @@ impl Task for PostgresTask {
         log::info_with(
             format!(
                 "dumped database `{database}` ({})",
-                format_size(artifact.size)
+                cairn_guest::format_size(artifact.size)
             ),
             &[("artifact", &artifact.name), ("bytes", &artifact.size)],
         );
@@ -875,12 +860,6 @@ mod tests {
                 .to_string()
                 .contains("(it holds nothing)")
         );
-    }
-
-    #[test]
-    fn sizes_read_well() {
-        assert_eq!(format_size(100), "100 B");
-        assert_eq!(format_size(3 << 20), "3.0 MiB");
     }
 
     #[test]
