@@ -93,6 +93,92 @@ pub fn format_size(bytes: u64) -> String {
     format!("{value:.1} {}", UNITS[unit])
 }
 
+/// Parse a duration the way Cairn's config does: `500ms`, `30s`, `5m`, `2h`,
+/// `1d`, combinations from the largest unit to the smallest (`1h30m`,
+/// `1m 30s`), or a plain integer number of seconds (`90`). Units are
+/// case-insensitive.
+///
+/// ```
+/// use std::time::Duration;
+///
+/// use cairn_guest::parse_duration;
+///
+/// assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
+/// assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+/// assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+/// assert_eq!(parse_duration("2H").unwrap(), Duration::from_secs(7200));
+/// let err = parse_duration("5 minutes").unwrap_err();
+/// assert_eq!(err.kind(), cairn_guest::ErrorKind::Invalid);
+/// assert!(err.to_string().contains("unknown unit `minutes`"), "{err}");
+/// assert!(parse_duration("30s5m").is_err());
+/// assert!(parse_duration("").is_err());
+/// ```
+///
+/// # Errors
+///
+/// [`Invalid`](ErrorKind::Invalid), naming what is wrong with `text`, with
+/// examples.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration> {
+    const EXAMPLES: &str = "e.g. `500ms`, `30s`, `5m`, `1h30m`, `1d`";
+    const UNITS: [(&str, u128); 5] = [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let bad = |why: String| Error::invalid(format!("`{text}` is not a duration: {why}"));
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err(Error::invalid(format!(
+            "a duration is empty; write one like {EXAMPLES}"
+        )));
+    }
+    if trimmed.bytes().all(|b| b.is_ascii_digit()) {
+        return trimmed
+            .parse::<u64>()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| bad("too large a number of seconds".to_owned()));
+    }
+    let mut total_ms: u128 = 0;
+    let mut last_unit: Option<usize> = None;
+    let mut rest = trimmed;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return Err(bad(format!("expected a number at `{rest}` ({EXAMPLES})")));
+        }
+        let (number, after) = rest.split_at(digits);
+        let after = after.trim_start();
+        let letters = after.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let (unit, after) = after.split_at(letters);
+        let lower = unit.to_ascii_lowercase();
+        let Some(index) = UNITS.iter().position(|(u, _)| *u == lower) else {
+            return Err(bad(if unit.is_empty() {
+                format!("`{number}` has no unit; use ms, s, m, h or d ({EXAMPLES})")
+            } else {
+                format!("unknown unit `{unit}`; use ms, s, m, h or d ({EXAMPLES})")
+            }));
+        };
+        if last_unit.is_some_and(|last| index <= last) {
+            return Err(bad(
+                "write each unit once, largest first (e.g. `1h30m`)".to_owned()
+            ));
+        }
+        last_unit = Some(index);
+        total_ms = number
+            .parse::<u128>()
+            .ok()
+            .and_then(|n| n.checked_mul(UNITS[index].1))
+            .and_then(|ms| total_ms.checked_add(ms))
+            .ok_or_else(|| bad("too long".to_owned()))?;
+        rest = after.trim_start();
+    }
+    u64::try_from(total_ms)
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| bad("too long".to_owned()))
+}
+
 /// Everything a module usually needs: `use cairn_guest::prelude::*;`.
 pub mod prelude {
     pub use crate::{

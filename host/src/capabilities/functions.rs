@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use crate::config::{ModuleRef, ModuleSource};
+use crate::config::ModuleRef;
 use crate::runtime::bindings::WitError;
 use crate::runtime::bindings::task::cairn::plugin::functions::Host;
 use crate::runtime::{RunError, RunSetup, Runtime};
@@ -35,13 +35,14 @@ impl FunctionsCap {
                 "function `{name}` is not granted to job `{job}`: add it to `allow.functions`"
             )));
         }
-        let module = match self.declared.get(name) {
-            Some(m) => m.clone(),
-            None if crate::builtins::find(name).is_some() => ModuleRef {
-                source: ModuleSource::Builtin(name.to_string()),
+        let builtin = crate::builtins::find_kind(name, crate::builtins::ModuleKind::Function);
+        let module = match (self.declared.get(name), builtin) {
+            (Some(m), _) => m.clone(),
+            (None, Some(b)) => ModuleRef {
+                source: b.source(),
                 sha256: None,
             },
-            None => return Err(WitError::NotFound(format!("no function called `{name}`"))),
+            (None, None) => return Err(WitError::NotFound(format!("no function called `{name}`"))),
         };
         let loaded = self
             .runtime
