@@ -35,6 +35,21 @@ pub trait Task {
     /// An error fails the run; its [`ErrorKind`](crate::ErrorKind) and
     /// message reach the host.
     fn restore(ctx: Context) -> Result<Value>;
+
+    /// Clean up outside the repository before the host forgets snapshot
+    /// [`Context::snapshot`] (retention, `cairn forget`), for example delete
+    /// the Elasticsearch snapshot its notes name. [`storage`](crate::storage)
+    /// reads that snapshot's notes and artifacts, as in a restore. The
+    /// default does nothing and returns `null`.
+    ///
+    /// # Errors
+    ///
+    /// An error makes the host keep the snapshot (and call `forget` again at
+    /// the next forget); its message is reported.
+    fn forget(ctx: Context) -> Result<Value> {
+        let _ = ctx;
+        Ok(Value::Null)
+    }
 }
 
 /// A Function module: one reusable step a task (or a pipeline) calls.
@@ -70,6 +85,10 @@ impl<T: Task> task_world::Guest for TaskExport<T> {
 
     fn restore(context: types::Context) -> std::result::Result<String, types::Error> {
         finish(T::restore(Context::from_wit(context)))
+    }
+
+    fn forget(context: types::Context) -> std::result::Result<String, types::Error> {
+        finish(T::forget(Context::from_wit(context)))
     }
 }
 

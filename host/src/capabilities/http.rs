@@ -2,8 +2,11 @@
 //!
 //! The grant is a list of [`OriginPattern`]s (`scheme://host:port`, host may
 //! start with `*.`). Redirects are followed by hand, each hop checked against
-//! the grant. Header values may contain `{{secret:NAME}}`, substituted here and
-//! never shown to the guest or written to logs. Bodies are capped.
+//! the grant. Header values may contain `{{secret:NAME}}`,
+//! `{{secret-base64:NAME}}` or `{{secret-basic:USER:NAME}}` (for
+//! `Authorization: Basic …`; see [`crate::capabilities::secrets`]),
+//! substituted here and never shown to the guest or written to logs; the
+//! encoded forms are redacted too. Bodies are capped.
 
 use std::fmt;
 use std::sync::Arc;

@@ -728,6 +728,37 @@ impl Repository {
         })
     }
 
+    /// Remove the snapshots of `job` whose full ids are in `ids` (a plan made
+    /// by [`Repository::forget`] with `dry_run`, less those to keep after
+    /// all); ids that no longer exist are skipped. Returns the snapshots
+    /// removed, oldest first. Takes the exclusive lock.
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Busy`], [`RepoError::Failed`].
+    pub fn forget_snapshots(
+        &self,
+        job: &str,
+        ids: &[String],
+    ) -> Result<Vec<SnapshotInfo>, RepoError> {
+        let _lock = self.lock(LockMode::Exclusive)?;
+        let (repo, _) = self.rustic()?;
+        let chosen: Vec<SnapshotFile> = self
+            .snapshot_files(&repo, Some(job))?
+            .into_iter()
+            .filter(|s| ids.iter().any(|id| id.as_str() == s.id.to_hex().as_str()))
+            .collect();
+        if !chosen.is_empty() {
+            let remove: Vec<_> = chosen.iter().map(|s| s.id).collect();
+            repo.delete_snapshots(&remove).map_err(failed(format!(
+                "removing {} snapshots of job `{job}` from {}",
+                remove.len(),
+                self.path().display()
+            )))?;
+        }
+        Ok(chosen.iter().map(snapshot_info).collect())
+    }
+
     /// Remove data no snapshot references. Takes the exclusive lock, so it waits
     /// for running backups and restores.
     ///

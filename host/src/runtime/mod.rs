@@ -68,6 +68,12 @@ pub enum LoadError {
         /// Names available.
         available: String,
     },
+    /// A pipeline task, which the host runs itself (see `crate::pipeline`).
+    #[error("{what} is a pipeline, not a WebAssembly module")]
+    Pipeline {
+        /// Pipeline label.
+        what: String,
+    },
     /// Not WebAssembly at all.
     #[error("{what} is not a WebAssembly module (it starts with {magic}; expected `\\0asm`)")]
     NotWasm {
@@ -237,6 +243,8 @@ pub enum TaskOp {
     Backup,
     /// `restore`.
     Restore,
+    /// `forget`: clean-up before a snapshot is forgotten.
+    Forget,
 }
 
 /// A module loaded (or being loaded) once per digest.
@@ -360,8 +368,18 @@ impl Runtime {
         };
         let kind = module_kind(&self.inner.engine, &component).ok_or_else(|| LoadError::Invalid {
             what: label.clone(),
-            message: "it exports neither the cairn:plugin `task` world (describe, backup, restore) nor the `function` world (describe, call)".into(),
+            message: "it exports neither the cairn:plugin `task` world (describe, backup, restore, forget) nor the `function` world (describe, call)".into(),
         })?;
+        if kind == ModuleKind::Task
+            && !exports(&self.inner.engine, &component)
+                .iter()
+                .any(|e| e == "forget")
+        {
+            return Err(LoadError::Invalid {
+                what: label.clone(),
+                message: "it exports describe, backup and restore but not `forget`, which the cairn:plugin `task` world now requires: rebuild it with the current cairn-guest (whose `Task::forget` has a default)".into(),
+            });
+        }
         let link_err = |e: wasmtime::Error| LoadError::Invalid {
             what: label.clone(),
             message: format!("it imports something Cairn does not provide: {e:#}"),
@@ -505,6 +523,7 @@ impl Runtime {
             match op {
                 TaskOp::Backup => t.call_backup(&mut store, &context).await,
                 TaskOp::Restore => t.call_restore(&mut store, &context).await,
+                TaskOp::Forget => t.call_forget(&mut store, &context).await,
             }
         };
         let out = tokio::time::timeout(timeout, work).await;
@@ -627,6 +646,7 @@ fn read_module(source: &ModuleSource) -> Result<(String, Vec<u8>), LoadError> {
             })?;
             Ok((label, bytes))
         }
+        ModuleSource::Pipeline(key) => Err(LoadError::Pipeline { what: key.clone() }),
     }
 }
 
@@ -645,12 +665,17 @@ fn check_magic(label: &str, bytes: &[u8]) -> Result<(), LoadError> {
     Ok(())
 }
 
-fn module_kind(engine: &Engine, component: &Component) -> Option<ModuleKind> {
-    let ty = component.component_type();
-    let exports: Vec<String> = ty
+/// Names of a component's exports.
+fn exports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
         .exports(engine)
         .map(|(name, _)| name.to_string())
-        .collect();
+        .collect()
+}
+
+fn module_kind(engine: &Engine, component: &Component) -> Option<ModuleKind> {
+    let exports = exports(engine, component);
     let has = |n: &str| exports.iter().any(|e| e == n);
     if has("backup") && has("restore") && has("describe") {
         Some(ModuleKind::Task)
