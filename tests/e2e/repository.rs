@@ -378,7 +378,7 @@ fn directory_backup_restores_bytes_modes_links_and_empty_dirs_and_restic_reads_i
 // ---------------------------------------------------------------------------
 
 /// `psql -At -c SQL` against `db` on the local server; its trimmed output.
-fn psql(db: &str, sql: &str) -> anyhow::Result<String> {
+pub(crate) fn psql(db: &str, sql: &str) -> anyhow::Result<String> {
     let out = Command::new("psql")
         .args([
             "-h",

@@ -36,6 +36,11 @@
 //!   `/srv/restore/etc-app`), also when `only` picks just one of them, so
 //!   where a tree lands depends only on the snapshot.
 //!
+//! - In a snapshot written by several `directory` steps of a pipeline, a
+//!   restore whose `paths` are only some of the snapshot's trees restores
+//!   just those, laid out as above for that many paths. (The note `paths`
+//!   accumulates across the steps.)
+//!
 //! Unless `overwrite` is set, every destination is checked before anything is
 //! restored: each must be missing or empty. The module lists it through its
 //! WASI view of the granted paths; a destination it cannot see (missing, or
@@ -398,10 +403,21 @@ impl Task for DirectoryTask {
     fn backup(ctx: Context) -> Result<Value> {
         let params: Params = ctx.params()?;
         let entries = plan_backup(&params.paths)?;
-        let note: BTreeMap<&str, &str> = entries
-            .iter()
-            .map(|e| (e.name.as_str(), e.path.as_str()))
-            .collect();
+        // Merge with what an earlier step of the same run (a pipeline with
+        // several directory steps) noted.
+        let mut note: BTreeMap<String, String> = match storage::note(PATHS_NOTE)? {
+            Some(text) => serde_json::from_str(&text).unwrap_or_default(),
+            None => BTreeMap::new(),
+        };
+        for e in &entries {
+            if note.contains_key(&e.name) {
+                return Err(Error::invalid(format!(
+                    "`{}` is already in this snapshot as `{}` (an earlier step backed it up)",
+                    e.path, e.name
+                )));
+            }
+            note.insert(e.name.clone(), e.path.clone());
+        }
         storage::set_note(PATHS_NOTE, &serde_json::to_string(&note)?)?;
 
         let total = entries.len() as u64;
@@ -442,7 +458,23 @@ impl Task for DirectoryTask {
         })?;
         let target = normalize_path("target", target)?;
         let trees = snapshot_trees()?;
-        let placements = plan_restore(&trees, &target, params.only.as_deref())?;
+        // A snapshot written by several directory steps (a pipeline) holds
+        // more trees than this step's `paths`: restore just those.
+        let own: Option<Vec<String>> = plan_backup(&params.paths).ok().and_then(|entries| {
+            let names: Vec<String> = entries.into_iter().map(|e| e.name).collect();
+            (names.len() < trees.len() && names.iter().all(|n| trees.contains_key(n)))
+                .then_some(names)
+        });
+        let placements = match (&params.only, own) {
+            (None, Some(names)) => {
+                let selected: BTreeMap<String, Option<String>> = trees
+                    .into_iter()
+                    .filter(|(name, _)| names.contains(name))
+                    .collect();
+                plan_restore(&selected, &target, None)?
+            }
+            _ => plan_restore(&trees, &target, params.only.as_deref())?,
+        };
 
         // Check every destination before restoring anything.
         if !params.overwrite {
