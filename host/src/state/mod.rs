@@ -97,6 +97,82 @@ impl RunStatus {
     }
 }
 
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A command line (`cairn backup`, `cairn restore`).
+    Cli,
+    /// The daemon, on the job's schedule.
+    Schedule,
+    /// The daemon's HTTP API.
+    Api,
+}
+
+impl Trigger {
+    /// The name stored in the database and shown to users.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::Schedule => "schedule",
+            Self::Api => "api",
+        }
+    }
+
+    /// The trigger named `name` (as returned by [`Trigger::as_str`]), if any.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        [Self::Cli, Self::Schedule, Self::Api]
+            .into_iter()
+            .find(|t| t.as_str() == name)
+    }
+}
+
+/// A run about to be recorded ([`StateStore::queue_run`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// Job name.
+    pub job: String,
+    /// Backup or restore.
+    pub kind: RunKind,
+    /// What started it.
+    pub trigger: Trigger,
+    /// 1 for the first attempt of a fire, 2 for its first retry …
+    pub attempt: u32,
+    /// The schedule time it fires for (milliseconds since the Unix epoch, UTC), if scheduled.
+    pub scheduled_at_ms: Option<i64>,
+    /// Whether it must be the only queued or running exclusive run of its job.
+    /// Enforced by the store (a unique index), so it holds across processes.
+    pub exclusive: bool,
+}
+
+impl NewRun {
+    /// A first attempt of `kind` of `job`, started by `trigger`, not exclusive.
+    #[must_use]
+    pub fn new(job: &str, kind: RunKind, trigger: Trigger) -> Self {
+        Self {
+            job: job.to_owned(),
+            kind,
+            trigger,
+            attempt: 1,
+            scheduled_at_ms: None,
+            exclusive: false,
+        }
+    }
+}
+
+/// What the store keeps about a job between daemon runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct JobState {
+    /// Paused jobs do not fire on their schedule.
+    pub paused: bool,
+    /// The last schedule time that fired (ms since the Unix epoch, UTC).
+    pub last_scheduled_ms: Option<i64>,
+    /// The next schedule time (ms since the Unix epoch, UTC), as last computed.
+    pub next_fire_ms: Option<i64>,
+}
+
 /// Crockford's base32 alphabet (no I, L, O, U), as used by ULIDs.
 const CROCKFORD: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
 
@@ -182,7 +258,8 @@ pub struct RunRecord {
     pub kind: RunKind,
     /// Current status.
     pub status: RunStatus,
-    /// Start time, milliseconds since the Unix epoch.
+    /// Start time, milliseconds since the Unix epoch (while `queued`: when it
+    /// was queued).
     pub started_at_ms: i64,
     /// End time, if finished.
     pub finished_at_ms: Option<i64>,
@@ -194,6 +271,12 @@ pub struct RunRecord {
     pub bytes: u64,
     /// The task's JSON result, if any.
     pub result: Option<String>,
+    /// 1 for the first attempt of a fire, 2 for its first retry …
+    pub attempt: u32,
+    /// What started it.
+    pub trigger: Trigger,
+    /// The schedule time it fired for (ms since the Unix epoch, UTC), if scheduled.
+    pub scheduled_at_ms: Option<i64>,
 }
 
 /// One log line of a run.
@@ -242,6 +325,20 @@ pub enum StateError {
     /// No run with this id.
     #[error("no run with id `{0}`")]
     NoSuchRun(String),
+    /// An exclusive run was refused because another run of the job is queued
+    /// or running (in this process or another one).
+    #[error(
+        "job `{job}` is already running (run {run}, {by}); a job runs one backup at a time: \
+         wait for that run to finish, or set `concurrency = \"allow\"` on the job"
+    )]
+    Busy {
+        /// The job.
+        job: String,
+        /// The run holding it.
+        run: String,
+        /// Who runs it: `process PID on HOST`.
+        by: String,
+    },
 }
 
 /// Storage for run history and job state. Implementations are cheap to call
@@ -252,6 +349,59 @@ pub trait StateStore: Send + Sync {
     /// # Errors
     /// When the store cannot be written.
     fn start_run(&self, job: &str, kind: RunKind) -> Result<RunRecord, StateError>;
+
+    /// Record a new run as `Queued` before it starts (returns its record, with
+    /// a fresh id).
+    ///
+    /// # Errors
+    /// [`StateError::Busy`] when `new.exclusive` and another exclusive run of
+    /// the job is queued or running in a live process (a run left by a dead
+    /// process is marked `Interrupted` first); otherwise when the store cannot
+    /// be written.
+    fn queue_run(&self, new: &NewRun) -> Result<RunRecord, StateError>;
+
+    /// Move a `Queued` run to `Running`, with its start time now.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id, or one that is not queued.
+    fn mark_running(&self, id: &str) -> Result<RunRecord, StateError>;
+
+    /// Record a fire that did not run as a finished `Skipped` run with `reason`
+    /// as its error.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn record_skipped(&self, new: &NewRun, reason: &str) -> Result<RunRecord, StateError>;
+
+    /// Delete the finished runs of `job` (and their logs) beyond the newest
+    /// `keep`. Returns how many were deleted.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn prune_runs(&self, job: &str, keep: usize) -> Result<usize, StateError>;
+
+    /// What the store keeps about every job it knows, by job name.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn job_states(&self) -> Result<std::collections::BTreeMap<String, JobState>, StateError>;
+
+    /// Pause or resume a job.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn set_paused(&self, job: &str, paused: bool) -> Result<(), StateError>;
+
+    /// Record schedule marks of several jobs in one transaction:
+    /// `(job, last scheduled time, next fire time)`; `None` leaves the last
+    /// scheduled time as it was.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn set_fire_marks(
+        &self,
+        marks: &[(String, Option<i64>, Option<i64>)],
+    ) -> Result<(), StateError>;
 
     /// Record how a run ended.
     ///

@@ -15,7 +15,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, ffi, params};
 
 use super::{
-    LogLine, RunKind, RunOutcome, RunRecord, RunStatus, StateError, StateStore, new_run_id,
+    JobState, LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateError, StateStore,
+    Trigger, new_run_id,
 };
 
 /// How many log lines a run keeps before later ones are only counted.
@@ -70,11 +71,32 @@ const MIGRATIONS: &[&str] = &[
     // Version 2: which process runs a run (`host:pid:start-time`), so start-up
     // reconciliation only touches runs whose process is gone.
     "ALTER TABLE runs ADD COLUMN owner TEXT;",
+    // Version 3: the daemon. Attempt, trigger and schedule time of each run;
+    // `exclusive` runs of a job may not overlap, across processes (the partial
+    // unique index refuses a second queued or running one); per-job schedule
+    // marks and pause state.
+    "
+    ALTER TABLE runs ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'cli';
+    ALTER TABLE runs ADD COLUMN scheduled_at_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN exclusive INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX runs_one_exclusive ON runs (job)
+        WHERE exclusive = 1 AND status IN ('queued', 'running');
+    CREATE INDEX runs_active ON runs (status) WHERE status IN ('queued', 'running');
+
+    CREATE TABLE jobs (
+        job               TEXT PRIMARY KEY NOT NULL,
+        paused            INTEGER NOT NULL DEFAULT 0,
+        last_scheduled_ms INTEGER,
+        next_fire_ms      INTEGER,
+        updated_at_ms     INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Columns of `runs` read into a [`RunRecord`], in [`run_from_row`]'s order.
-const RUN_COLUMNS: &str =
-    "id, job, kind, status, started_at_ms, finished_at_ms, error, snapshot_id, bytes, result";
+const RUN_COLUMNS: &str = "id, job, kind, status, started_at_ms, finished_at_ms, error, \
+     snapshot_id, bytes, result, attempt, trigger, scheduled_at_ms";
 
 /// Run history and job state in a SQLite database.
 ///
@@ -264,6 +286,9 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         snapshot_id: row.get(7)?,
         bytes: u64::try_from(bytes).unwrap_or(0),
         result: row.get(9)?,
+        attempt: row.get(10)?,
+        trigger: row.get(11)?,
+        scheduled_at_ms: row.get(12)?,
     })
 }
 
@@ -314,6 +339,97 @@ impl FromSql for RunKind {
     }
 }
 
+impl ToSql for Trigger {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Trigger {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        let name = value.as_str()?;
+        Self::parse(name)
+            .ok_or_else(|| FromSqlError::Other(format!("unknown run trigger `{name}`").into()))
+    }
+}
+
+/// Whether `err` is a violation of a UNIQUE constraint or index.
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == ffi::SQLITE_CONSTRAINT_UNIQUE
+    )
+}
+
+/// `process PID on HOST` for an owner string `host:pid:start`.
+fn owner_phrase(owner: Option<&str>) -> String {
+    let mut parts = owner.unwrap_or_default().rsplitn(3, ':');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(_), Some(pid), Some(host)) => format!("by process {pid} on {host}"),
+        _ => "by an unknown process".to_owned(),
+    }
+}
+
+impl SqliteStore {
+    /// Insert `new` with `status` (and `error`, `finished` for a finished one).
+    fn insert_run(
+        &self,
+        new: &NewRun,
+        status: RunStatus,
+        error: Option<&str>,
+    ) -> rusqlite::Result<RunRecord> {
+        let now = now_ms();
+        let record = RunRecord {
+            id: new_run_id(),
+            job: new.job.clone(),
+            kind: new.kind,
+            status,
+            started_at_ms: now,
+            finished_at_ms: status.is_finished().then_some(now),
+            error: error.map(str::to_owned),
+            snapshot_id: None,
+            bytes: 0,
+            result: None,
+            attempt: new.attempt,
+            trigger: new.trigger,
+            scheduled_at_ms: new.scheduled_at_ms,
+        };
+        self.conn()
+            .prepare_cached(
+                "INSERT INTO runs (id, job, kind, status, started_at_ms, finished_at_ms, error, \
+                 owner, attempt, trigger, scheduled_at_ms, exclusive) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+            )?
+            .execute(params![
+                record.id,
+                record.job,
+                record.kind,
+                record.status,
+                record.started_at_ms,
+                record.finished_at_ms,
+                record.error,
+                owner::this_process(),
+                record.attempt,
+                record.trigger,
+                record.scheduled_at_ms,
+                new.exclusive && !status.is_finished()
+            ])?;
+        Ok(record)
+    }
+
+    /// The exclusive queued or running run of `job` and its owner, if any.
+    fn exclusive_holder(&self, job: &str) -> rusqlite::Result<Option<(String, Option<String>)>> {
+        self.conn()
+            .prepare_cached(
+                "SELECT id, owner FROM runs WHERE job = ?1 AND exclusive = 1 \
+                 AND status IN ('queued', 'running')",
+            )?
+            .query_row([job], |row| Ok((row.get(0)?, row.get(1)?)))
+            .optional()
+    }
+}
+
 impl ToSql for RunStatus {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::from(self.as_str()))
@@ -330,32 +446,127 @@ impl FromSql for RunStatus {
 
 impl StateStore for SqliteStore {
     fn start_run(&self, job: &str, kind: RunKind) -> Result<RunRecord, StateError> {
-        let record = RunRecord {
-            id: new_run_id(),
-            job: job.to_owned(),
-            kind,
-            status: RunStatus::Running,
-            started_at_ms: now_ms(),
-            finished_at_ms: None,
-            error: None,
-            snapshot_id: None,
-            bytes: 0,
-            result: None,
+        Ok(self.insert_run(
+            &NewRun::new(job, kind, Trigger::Cli),
+            RunStatus::Running,
+            None,
+        )?)
+    }
+
+    fn queue_run(&self, new: &NewRun) -> Result<RunRecord, StateError> {
+        match self.insert_run(new, RunStatus::Queued, None) {
+            Err(e) if is_unique_violation(&e) => {}
+            other => return Ok(other?),
+        }
+        // Another exclusive run holds the job. If its process is gone, it was
+        // interrupted: say so, and try once more.
+        let Some((run, owner)) = self.exclusive_holder(&new.job)? else {
+            return Ok(self.insert_run(new, RunStatus::Queued, None)?);
         };
+        if owner.as_deref().is_some_and(owner::is_alive) {
+            return Err(StateError::Busy {
+                job: new.job.clone(),
+                run,
+                by: owner_phrase(owner.as_deref()),
+            });
+        }
+        self.reconcile_interrupted()?;
+        self.insert_run(new, RunStatus::Queued, None).map_err(|e| {
+            if is_unique_violation(&e) {
+                StateError::Busy {
+                    job: new.job.clone(),
+                    run: run.clone(),
+                    by: owner_phrase(owner.as_deref()),
+                }
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    fn mark_running(&self, id: &str) -> Result<RunRecord, StateError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET status = ?2, started_at_ms = ?3 WHERE id = ?1 AND status = ?4",
+            )?
+            .execute(params![id, RunStatus::Running, now_ms(), RunStatus::Queued])?;
+        if changed == 0 {
+            return Err(StateError::NoSuchRun(id.to_owned()));
+        }
+        self.run(id)
+    }
+
+    fn record_skipped(&self, new: &NewRun, reason: &str) -> Result<RunRecord, StateError> {
+        Ok(self.insert_run(new, RunStatus::Skipped, Some(reason))?)
+    }
+
+    fn prune_runs(&self, job: &str, keep: usize) -> Result<usize, StateError> {
+        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
+        // Logs go with their runs (ON DELETE CASCADE).
+        let deleted = self
+            .conn()
+            .prepare_cached(
+                "DELETE FROM runs WHERE job = ?1 AND status NOT IN ('queued', 'running') \
+                 AND id NOT IN (SELECT id FROM runs WHERE job = ?1 \
+                 ORDER BY started_at_ms DESC, id DESC LIMIT ?2)",
+            )?
+            .execute(params![job, keep])?;
+        Ok(deleted)
+    }
+
+    fn job_states(&self) -> Result<std::collections::BTreeMap<String, JobState>, StateError> {
+        let conn = self.conn();
+        let states = conn
+            .prepare_cached("SELECT job, paused, last_scheduled_ms, next_fire_ms FROM jobs")?
+            .query_map([], |row| {
+                Ok((
+                    row.get(0)?,
+                    JobState {
+                        paused: row.get(1)?,
+                        last_scheduled_ms: row.get(2)?,
+                        next_fire_ms: row.get(3)?,
+                    },
+                ))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok(states)
+    }
+
+    fn set_paused(&self, job: &str, paused: bool) -> Result<(), StateError> {
         self.conn()
             .prepare_cached(
-                "INSERT INTO runs (id, job, kind, status, started_at_ms, owner) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO jobs (job, paused, updated_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (job) DO UPDATE \
+                 SET paused = excluded.paused, updated_at_ms = excluded.updated_at_ms",
             )?
-            .execute(params![
-                record.id,
-                record.job,
-                record.kind,
-                record.status,
-                record.started_at_ms,
-                owner::this_process()
-            ])?;
-        Ok(record)
+            .execute(params![job, paused, now_ms()])?;
+        Ok(())
+    }
+
+    fn set_fire_marks(
+        &self,
+        marks: &[(String, Option<i64>, Option<i64>)],
+    ) -> Result<(), StateError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO jobs (job, last_scheduled_ms, next_fire_ms, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job) DO UPDATE SET \
+                 last_scheduled_ms = COALESCE(excluded.last_scheduled_ms, last_scheduled_ms), \
+                 next_fire_ms = excluded.next_fire_ms, updated_at_ms = excluded.updated_at_ms",
+            )?;
+            let now = now_ms();
+            for (job, last, next) in marks {
+                upsert.execute(params![job, last, next, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     fn finish_run(&self, id: &str, outcome: &RunOutcome) -> Result<(), StateError> {
@@ -869,6 +1080,185 @@ mod tests {
         assert_eq!(store.run(&remote.id).unwrap().status, RunStatus::Running);
 
         assert_eq!(store.reconcile_interrupted().unwrap(), 0);
+    }
+
+    fn exclusive(job: &str) -> NewRun {
+        NewRun {
+            exclusive: true,
+            ..NewRun::new(job, RunKind::Backup, Trigger::Schedule)
+        }
+    }
+
+    #[test]
+    fn exclusive_runs_of_a_job_do_not_overlap_across_connections() {
+        let dir = TempDir::new("exclusive");
+        let path = dir.0.join("state.db");
+        let daemon = SqliteStore::open(&path).unwrap();
+        let cli = SqliteStore::open(&path).unwrap();
+
+        let first = daemon.queue_run(&exclusive("db")).unwrap();
+        assert_eq!(first.status, RunStatus::Queued);
+        assert_eq!(first.trigger, Trigger::Schedule);
+        // Another process (connection) is refused, naming the run and its owner.
+        let err = cli.queue_run(&exclusive("db")).unwrap_err();
+        match &err {
+            StateError::Busy { job, run, by } => {
+                assert_eq!(job, "db");
+                assert_eq!(run, &first.id);
+                assert!(by.contains(&std::process::id().to_string()), "{by}");
+            }
+            other => panic!("{other}"),
+        }
+        assert!(
+            err.to_string().contains("job `db` is already running"),
+            "{err}"
+        );
+        // Other jobs, non-exclusive runs and restores are not held up.
+        cli.queue_run(&exclusive("other")).unwrap();
+        cli.queue_run(&NewRun::new("db", RunKind::Backup, Trigger::Api))
+            .unwrap();
+        // Still refused once running; free again once finished.
+        let running = daemon.mark_running(&first.id).unwrap();
+        assert_eq!(running.status, RunStatus::Running);
+        assert!(running.started_at_ms >= first.started_at_ms);
+        assert!(matches!(
+            cli.queue_run(&exclusive("db")),
+            Err(StateError::Busy { .. })
+        ));
+        assert!(matches!(
+            daemon.mark_running(&first.id),
+            Err(StateError::NoSuchRun(_))
+        ));
+        daemon
+            .finish_run(&first.id, &outcome(RunStatus::Succeeded))
+            .unwrap();
+        let second = cli.queue_run(&exclusive("db")).unwrap();
+        assert_eq!(cli.run(&second.id).unwrap().status, RunStatus::Queued);
+    }
+
+    #[test]
+    fn an_exclusive_run_of_a_dead_process_is_interrupted_and_taken_over() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let stale = store.queue_run(&exclusive("db")).unwrap();
+        store.mark_running(&stale.id).unwrap();
+        let me = owner::this_process();
+        let host = me.rsplitn(3, ':').nth(2).unwrap().to_owned();
+        store
+            .conn()
+            .execute(
+                "UPDATE runs SET owner = ?1 WHERE id = ?2",
+                params![format!("{host}:4000000000:1"), stale.id],
+            )
+            .unwrap();
+        let fresh = store.queue_run(&exclusive("db")).unwrap();
+        assert_ne!(fresh.id, stale.id);
+        let stale = store.run(&stale.id).unwrap();
+        assert_eq!(stale.status, RunStatus::Interrupted);
+        assert_eq!(stale.error.as_deref(), Some(INTERRUPTED_ERROR));
+    }
+
+    #[test]
+    fn skipped_fires_are_finished_runs_with_their_reason() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let new = NewRun {
+            attempt: 2,
+            scheduled_at_ms: Some(1_700_000_000_000),
+            ..exclusive("db")
+        };
+        let skipped = store.record_skipped(&new, "still running").unwrap();
+        assert_eq!(skipped.status, RunStatus::Skipped);
+        assert!(skipped.finished_at_ms.is_some());
+        assert_eq!(skipped.error.as_deref(), Some("still running"));
+        let read = store.run(&skipped.id).unwrap();
+        assert_eq!(read, skipped);
+        assert_eq!(read.attempt, 2);
+        assert_eq!(read.scheduled_at_ms, Some(1_700_000_000_000));
+        // A skipped run does not hold the job.
+        store.queue_run(&exclusive("db")).unwrap();
+    }
+
+    #[test]
+    fn run_history_keeps_the_newest_finished_runs_of_a_job() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let run = store.start_run("db", RunKind::Backup).unwrap();
+            store
+                .append_logs(&run.id, &[line(i, "info", "x", &[])])
+                .unwrap();
+            store
+                .finish_run(&run.id, &outcome(RunStatus::Succeeded))
+                .unwrap();
+            ids.push(run.id);
+        }
+        let going = store.start_run("db", RunKind::Backup).unwrap();
+        let other = store.start_run("other", RunKind::Backup).unwrap();
+        store
+            .finish_run(&other.id, &outcome(RunStatus::Failed))
+            .unwrap();
+
+        // The running one counts among the newest but is never deleted.
+        assert_eq!(store.prune_runs("db", 3).unwrap(), 4);
+        let left: Vec<String> = store
+            .runs(Some("db"), 100)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(left, [going.id.clone(), ids[5].clone(), ids[4].clone()]);
+        // Logs went with their runs.
+        assert!(matches!(store.logs(&ids[0]), Err(StateError::NoSuchRun(_))));
+        let orphans: i64 = store
+            .conn()
+            .query_row(
+                "SELECT COUNT(*) FROM run_logs WHERE run_id = ?1",
+                [&ids[0]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(orphans, 0);
+        assert_eq!(store.runs(Some("other"), 100).unwrap().len(), 1);
+        assert_eq!(store.prune_runs("db", 3).unwrap(), 0);
+    }
+
+    #[test]
+    fn job_states_keep_pause_and_fire_marks() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        assert!(store.job_states().unwrap().is_empty());
+        store.set_paused("a", true).unwrap();
+        store
+            .set_fire_marks(&[
+                ("a".into(), Some(1_000), Some(2_000)),
+                ("b".into(), None, Some(5_000)),
+            ])
+            .unwrap();
+        // `None` keeps the last scheduled time.
+        store
+            .set_fire_marks(&[("a".into(), None, Some(3_000))])
+            .unwrap();
+        let states = store.job_states().unwrap();
+        assert_eq!(
+            states["a"],
+            JobState {
+                paused: true,
+                last_scheduled_ms: Some(1_000),
+                next_fire_ms: Some(3_000)
+            }
+        );
+        assert_eq!(
+            states["b"],
+            JobState {
+                paused: false,
+                last_scheduled_ms: None,
+                next_fire_ms: Some(5_000)
+            }
+        );
+        store.set_paused("a", false).unwrap();
+        assert!(!store.job_states().unwrap()["a"].paused);
+        assert_eq!(
+            store.job_states().unwrap()["a"].last_scheduled_ms,
+            Some(1_000)
+        );
     }
 
     #[test]

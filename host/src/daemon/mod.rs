@@ -1,0 +1,970 @@
+//! `cairn daemon`: fires jobs on their schedules, records every run, and
+//! serves an HTTP API with Prometheus metrics.
+//!
+//! One timer task sleeps until the earliest next fire of all jobs (a sorted
+//! set, [`schedule::Timer`]); an idle daemon with 10,000 scheduled jobs wakes
+//! only when something is due (and once a minute to follow wall-clock
+//! changes). A fire becomes runs as the job says:
+//!
+//! - **concurrency** (`forbid`, `allow`, `replace`): decided in memory, and
+//!   enforced by the state store for exclusive runs (a unique index on the
+//!   job's queued or running runs), so a `cairn backup` in another process and
+//!   the daemon never back up the same job at once: the loser is refused
+//!   (`cairn backup`) or recorded `skipped` (a fire).
+//! - **retries**: a failed run is tried again after an exponential backoff
+//!   with jitter, capped; every attempt is its own run with its `attempt`.
+//! - **retention**: after a successful backup of a job with `retention`,
+//!   its old snapshots are forgotten (as `cairn forget` does); `prune` runs on
+//!   `[daemon] prune`'s schedule. Both hold the repository's exclusive lock
+//!   and are serialised within the daemon.
+//! - **missed fires** (daemon down, machine suspended): `coalesce` runs once,
+//!   `skip` waits for the next fire. The last scheduled time is kept in the
+//!   state store, so this holds across restarts.
+//! - **pause**: a paused job's fires are neither run nor recorded (its
+//!   schedule keeps advancing; resuming does not catch up). A paused job can
+//!   still be started through the API.
+//!
+//! SIGTERM / SIGINT stop new fires, wait up to `shutdown-grace` for running
+//! runs, then cancel them (recorded `cancelled`; pipelines' `finally` steps
+//! run). SIGHUP reloads the configuration: it is validated first and kept as
+//! it was on error; running runs go on with the configuration they started
+//! with.
+
+pub mod api;
+pub mod metrics;
+pub mod notify;
+pub mod schedule;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{self, Config, JobConfig};
+use crate::runner::{RunOptions, Runner};
+use crate::runtime::Runtime;
+use crate::state::sqlite::SqliteStore;
+use crate::state::{NewRun, RunKind, RunRecord, RunStatus, StateError, StateStore, Trigger};
+use schedule::{Clock, FireAction, Plan, SystemClock, Timer};
+
+/// Timer key of the repository's prune schedule (job names cannot start with `(`).
+const PRUNE_KEY: &str = "(prune)";
+
+/// The timer wakes at least this often, to follow wall-clock changes.
+const MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// How long a shutdown waits for cancelled runs to record themselves.
+const CANCEL_WAIT: Duration = Duration::from_secs(60);
+
+/// Why a trigger through the API was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum FireError {
+    /// No such job.
+    #[error(transparent)]
+    NotFound(#[from] config::UnknownJob),
+    /// The job is running and its policy forbids another run.
+    #[error("{0}")]
+    Conflict(String),
+    /// The state store failed.
+    #[error(transparent)]
+    Store(#[from] StateError),
+}
+
+/// What the daemon knows about a job, for the API.
+#[derive(Debug, Clone)]
+pub struct JobInfo {
+    /// Job name.
+    pub name: String,
+    /// Task label (`builtin:directory`, a file …).
+    pub task: String,
+    /// Cron schedule as written.
+    pub schedule: Option<String>,
+    /// Time zone of the schedule.
+    pub timezone: Option<String>,
+    /// Next fire, UTC.
+    pub next_fire: Option<DateTime<Utc>>,
+    /// Whether fires are paused.
+    pub paused: bool,
+    /// Runs going now.
+    pub running: usize,
+}
+
+/// A fire going on (its runs and retries).
+struct Active {
+    id: u64,
+    /// Cancels its current run and its retries.
+    cancel: CancellationToken,
+    /// Cancelled when the fire is over (all its runs recorded).
+    finished: CancellationToken,
+}
+
+/// What the daemon holds that a reload changes.
+struct State {
+    runner: Arc<Runner>,
+    timer: Timer,
+    paused: HashSet<String>,
+    active: HashMap<String, Vec<Active>>,
+    next_fire_id: u64,
+}
+
+/// The daemon's shared core.
+struct Inner {
+    config_path: Option<PathBuf>,
+    store: Arc<dyn StateStore>,
+    runtime: Runtime,
+    clock: Arc<dyn Clock>,
+    state: Mutex<State>,
+    /// Wakes the timer when next fires change.
+    wake: Notify,
+    /// Cancelled at shutdown: no new fires.
+    stopping: CancellationToken,
+    /// Cancelled after the grace period: running runs stop.
+    hard_cancel: CancellationToken,
+    tracker: TaskTracker,
+    /// Serialises retention and prune of the repository within the daemon
+    /// (the repository's own lock serialises them across processes).
+    maintenance: tokio::sync::Mutex<()>,
+    metrics: Arc<metrics::Metrics>,
+    notifier: notify::Notifier,
+}
+
+/// The running daemon. Cheap to clone.
+#[derive(Clone)]
+pub struct Daemon {
+    inner: Arc<Inner>,
+}
+
+impl Daemon {
+    /// A daemon for `config` (read from `config_path`, re-read on reload),
+    /// opening its state store (runs left by dead processes become
+    /// `interrupted`) and computing every job's next fire. Fires missed while
+    /// no daemon ran are started (under `missed = "coalesce"`) once
+    /// [`Daemon::start`] runs.
+    ///
+    /// # Errors
+    /// When the state store cannot be opened or the runtime not created.
+    pub fn open(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
+        let store = SqliteStore::open(&config.state_path)?;
+        let interrupted = store.reconcile_interrupted()?;
+        if interrupted > 0 {
+            tracing::warn!(
+                "{interrupted} run(s) left running by a process that died are now marked interrupted"
+            );
+        }
+        let runtime = Runtime::new(Some(&config.cache_dir))?;
+        Self::with_parts(
+            config,
+            config_path,
+            Arc::new(store),
+            runtime,
+            Arc::new(SystemClock),
+        )
+    }
+
+    /// A daemon from parts (tests inject the store and the clock).
+    ///
+    /// # Errors
+    /// When the state store cannot be read.
+    pub fn with_parts(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Arc<dyn StateStore>,
+        runtime: Runtime,
+        clock: Arc<dyn Clock>,
+    ) -> anyhow::Result<Self> {
+        let metrics = Arc::new(metrics::Metrics::new());
+        if let Err(e) = metrics.seed(store.as_ref(), config.jobs.keys().map(String::as_str)) {
+            tracing::warn!("cannot seed metrics from the run history: {e}");
+        }
+        let runner = Arc::new(Runner::new(config, runtime.clone(), store.clone()));
+        let inner = Arc::new(Inner {
+            config_path,
+            store,
+            runtime,
+            clock,
+            state: Mutex::new(State {
+                runner,
+                timer: Timer::default(),
+                paused: HashSet::new(),
+                active: HashMap::new(),
+                next_fire_id: 0,
+            }),
+            wake: Notify::new(),
+            stopping: CancellationToken::new(),
+            hard_cancel: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+            maintenance: tokio::sync::Mutex::new(()),
+            notifier: notify::Notifier::new(metrics.clone())?,
+            metrics,
+        });
+        Ok(Self { inner })
+    }
+
+    /// The state store.
+    #[must_use]
+    pub fn store(&self) -> Arc<dyn StateStore> {
+        self.inner.store.clone()
+    }
+
+    /// The metrics.
+    #[must_use]
+    pub fn metrics(&self) -> Arc<metrics::Metrics> {
+        self.inner.metrics.clone()
+    }
+
+    /// The configuration in effect.
+    #[must_use]
+    pub fn config(&self) -> Arc<Runner> {
+        self.inner.lock().runner.clone()
+    }
+
+    /// Compute next fires (from the store's marks), start the fires missed
+    /// while no daemon ran, and start the timer task. Returns at once.
+    ///
+    /// # Errors
+    /// When the state store cannot be read or written.
+    pub fn start(&self) -> anyhow::Result<()> {
+        let states = self.inner.store.job_states()?;
+        let now = self.inner.clock.now();
+        let mut fires = Vec::new();
+        let mut marks = Vec::new();
+        {
+            let mut state = self.inner.lock();
+            state.paused = states
+                .iter()
+                .filter(|(_, s)| s.paused)
+                .map(|(job, _)| job.clone())
+                .collect();
+            let runner = state.runner.clone();
+            for job in runner.config().jobs.values() {
+                let Some(cron) = &job.cron else { continue };
+                let last = states
+                    .get(&job.name)
+                    .and_then(|s| s.last_scheduled_ms)
+                    .and_then(schedule::from_ms);
+                let pending = schedule::first_pending(cron, last, now);
+                let plan = schedule::plan(cron, pending, now, job.missed);
+                log_dropped(&job.name, &plan);
+                state.timer.set(&job.name, plan.next);
+                if let Some(at) = plan.fire
+                    && !state.paused.contains(&job.name)
+                {
+                    tracing::info!(
+                        "job `{}`: running the fire of {at} missed while the daemon was down",
+                        job.name
+                    );
+                    fires.push((job.name.clone(), at));
+                }
+                marks.push((
+                    job.name.clone(),
+                    plan.handled.map(|t| t.timestamp_millis()),
+                    plan.next.map(|t| t.timestamp_millis()),
+                ));
+            }
+            if let Some(prune) = &runner.config().daemon.prune {
+                state.timer.set(PRUNE_KEY, prune.next_after(now));
+            }
+        }
+        self.inner.store.set_fire_marks(&marks)?;
+        for (job, at) in fires {
+            self.spawn_scheduled_fire(job, at);
+        }
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.timer_loop().await });
+        Ok(())
+    }
+
+    /// Start a run of `job` now (the API's trigger): the run is recorded as
+    /// queued and returned; it goes on in the background. A paused job runs
+    /// too.
+    ///
+    /// # Errors
+    /// [`FireError::NotFound`] for an unknown job, [`FireError::Conflict`]
+    /// when the job runs and its policy forbids another run (in this process
+    /// or another one).
+    pub async fn trigger(&self, job: &str, kind: RunKind) -> Result<RunRecord, FireError> {
+        self.inner.clone().fire(job, kind, Trigger::Api, None).await
+    }
+
+    /// Pause or resume `job` (persisted).
+    ///
+    /// # Errors
+    /// Unknown job, or the store failing.
+    pub fn set_paused(&self, job: &str, paused: bool) -> Result<(), FireError> {
+        self.inner.lock().runner.config().job(job)?;
+        self.inner.store.set_paused(job, paused)?;
+        let mut state = self.inner.lock();
+        if paused {
+            state.paused.insert(job.to_owned());
+        } else {
+            state.paused.remove(job);
+        }
+        Ok(())
+    }
+
+    /// Every job with its schedule state, sorted by name.
+    #[must_use]
+    pub fn jobs(&self) -> Vec<JobInfo> {
+        let state = self.inner.lock();
+        state
+            .runner
+            .config()
+            .jobs
+            .values()
+            .map(|job| JobInfo {
+                name: job.name.clone(),
+                task: task_label(job),
+                schedule: job.schedule.clone(),
+                timezone: job.cron.as_ref().map(|c| c.timezone().name().to_owned()),
+                next_fire: state.timer.next_of(&job.name),
+                paused: state.paused.contains(&job.name),
+                running: state.active.get(&job.name).map_or(0, Vec::len),
+            })
+            .collect()
+    }
+
+    /// Re-read the configuration file. On error the configuration in effect
+    /// is kept and the error returned (and logged). New jobs are scheduled,
+    /// removed ones unscheduled, jobs whose schedule changed rescheduled from
+    /// now; running runs are not touched.
+    ///
+    /// # Errors
+    /// The configuration's problems, or no file to read.
+    pub fn reload(&self) -> anyhow::Result<()> {
+        let path = self
+            .inner
+            .config_path
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("the daemon was not started from a file"))?;
+        let config = match config::load(&path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload failed, keeping the configuration in effect: {e}");
+                return Err(e.into());
+            }
+        };
+        let now = self.inner.clock.now();
+        let runner = Arc::new(Runner::new(
+            config,
+            self.inner.runtime.clone(),
+            self.inner.store.clone(),
+        ));
+        let mut marks = Vec::new();
+        let (added, removed, changed) = {
+            let mut state = self.inner.lock();
+            let old = state.runner.clone();
+            let (mut added, mut removed, mut changed) = (0, 0, 0);
+            for job in old.config().jobs.values() {
+                if !runner.config().jobs.contains_key(&job.name) {
+                    state.timer.set(&job.name, None);
+                    removed += 1;
+                }
+            }
+            for job in runner.config().jobs.values() {
+                let before = old.config().jobs.get(&job.name);
+                let same = before.is_some_and(|b| b.cron == job.cron);
+                if same {
+                    continue;
+                }
+                if before.is_some() {
+                    changed += 1;
+                } else {
+                    added += 1;
+                }
+                let next = job.cron.as_ref().and_then(|c| c.next_after(now));
+                state.timer.set(&job.name, next);
+                marks.push((job.name.clone(), None, next.map(|t| t.timestamp_millis())));
+            }
+            let prune = runner.config().daemon.prune.as_ref();
+            if prune != old.config().daemon.prune.as_ref() {
+                state
+                    .timer
+                    .set(PRUNE_KEY, prune.and_then(|p| p.next_after(now)));
+            }
+            state.runner = runner.clone();
+            (added, removed, changed)
+        };
+        if let Err(e) = self.inner.store.set_fire_marks(&marks) {
+            tracing::warn!("cannot record next fires: {e}");
+        }
+        self.inner.wake.notify_one();
+        tracing::info!(
+            "configuration reloaded from {}: {} jobs ({added} added, {removed} removed, {changed} rescheduled)",
+            path.display(),
+            runner.config().jobs.len()
+        );
+        Ok(())
+    }
+
+    /// Stop: no new fires; wait up to `grace` for running runs, then cancel
+    /// them and wait for them to be recorded (`cancelled`).
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.stopping.cancel();
+        self.inner.tracker.close();
+        if tokio::time::timeout(grace, self.inner.tracker.wait())
+            .await
+            .is_err()
+        {
+            let running: usize = self.inner.lock().active.values().map(Vec::len).sum();
+            tracing::warn!(
+                "{running} run(s) still going after the shutdown grace of {}; cancelling them",
+                crate::units::format_duration(grace)
+            );
+            self.inner.hard_cancel.cancel();
+            if tokio::time::timeout(CANCEL_WAIT, self.inner.tracker.wait())
+                .await
+                .is_err()
+            {
+                tracing::error!("cancelled runs did not stop within {CANCEL_WAIT:?}; exiting");
+            }
+        }
+        self.inner.notifier.flush(Duration::from_secs(10)).await;
+    }
+
+    /// Spawn the fire of `job` for schedule time `at`.
+    fn spawn_scheduled_fire(&self, job: String, at: DateTime<Utc>) {
+        let inner = self.inner.clone();
+        self.inner.tracker.spawn(async move {
+            match inner
+                .clone()
+                .fire(&job, RunKind::Backup, Trigger::Schedule, Some(at))
+                .await
+            {
+                Ok(_) | Err(FireError::Conflict(_)) => {}
+                Err(e) => tracing::error!("job `{job}`: fire of {at} failed: {e}"),
+            }
+        });
+    }
+}
+
+#[async_trait::async_trait]
+impl api::DaemonControl for Daemon {
+    fn jobs(&self) -> Vec<api::JobView> {
+        let store = self.inner.store.clone();
+        Daemon::jobs(self)
+            .into_iter()
+            .map(|j| {
+                let mut view = job_view(j);
+                view.last_run = store.runs(Some(&view.name), 1).ok().and_then(|mut r| r.pop());
+                view
+            })
+            .collect()
+    }
+
+    fn jobs_brief(&self) -> Vec<api::JobView> {
+        Daemon::jobs(self).into_iter().map(job_view).collect()
+    }
+
+    fn job(&self, name: &str) -> Option<api::JobView> {
+        let info = Daemon::jobs(self).into_iter().find(|j| j.name == name)?;
+        let mut view = job_view(info);
+        view.last_run = self
+            .inner
+            .store
+            .runs(Some(name), 1)
+            .ok()
+            .and_then(|mut r| r.pop());
+        Some(view)
+    }
+
+    fn store(&self) -> Arc<dyn StateStore> {
+        self.inner.store.clone()
+    }
+
+    async fn trigger(&self, job: &str, kind: RunKind) -> Result<RunRecord, api::ControlError> {
+        Daemon::trigger(self, job, kind).await.map_err(|e| match e {
+            FireError::NotFound(_) => api::ControlError::NotFound(job.to_owned()),
+            FireError::Conflict(message) => api::ControlError::Conflict(message),
+            FireError::Store(e) => api::ControlError::Other(e.into()),
+        })
+    }
+
+    fn set_paused(&self, job: &str, paused: bool) -> Result<(), api::ControlError> {
+        Daemon::set_paused(self, job, paused).map_err(|e| match e {
+            FireError::NotFound(_) => api::ControlError::NotFound(job.to_owned()),
+            FireError::Conflict(message) => api::ControlError::Conflict(message),
+            FireError::Store(e) => api::ControlError::Other(e.into()),
+        })
+    }
+
+    fn metrics(&self) -> Arc<metrics::Metrics> {
+        self.inner.metrics.clone()
+    }
+}
+
+/// Serve the HTTP API for `daemon` on `listen` until `stop` is cancelled.
+/// Logs `HTTP API listening on ADDR` once bound (with port 0, the port
+/// picked).
+///
+/// # Errors
+/// A non-loopback address without a token, or an address that cannot be bound.
+pub async fn serve_api(
+    daemon: Daemon,
+    listen: SocketAddr,
+    token: Option<String>,
+    stop: CancellationToken,
+) -> anyhow::Result<()> {
+    let cfg = api::ApiConfig { listen, token };
+    let done = stop.clone();
+    let bound = api::serve(cfg, Arc::new(daemon), async move { done.cancelled().await }).await?;
+    tracing::info!("HTTP API listening on {bound}");
+    stop.cancelled().await;
+    Ok(())
+}
+
+/// Log fires a plan covers without running them.
+fn log_dropped(job: &str, plan: &Plan) {
+    if plan.dropped > 0 {
+        let how = if plan.fire.is_some() {
+            "coalesced into one run"
+        } else {
+            "skipped (missed = \"skip\")"
+        };
+        tracing::info!("job `{job}`: {} missed fire(s) {how}", plan.dropped);
+    }
+}
+
+impl Inner {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Sleep until the earliest next fire, fire what is due, repeat until
+    /// shutdown.
+    async fn timer_loop(self: Arc<Self>) {
+        loop {
+            let earliest = self.lock().timer.earliest();
+            let now = self.clock.now();
+            let sleep = earliest
+                .map_or(MAX_SLEEP, |at| (at - now).to_std().unwrap_or_default())
+                .min(MAX_SLEEP);
+            tokio::select! {
+                () = tokio::time::sleep(sleep) => {}
+                () = self.wake.notified() => continue,
+                () = self.stopping.cancelled() => return,
+            }
+            self.fire_due(self.clock.now());
+        }
+    }
+
+    /// Fire every job due at `now` and schedule its next fire.
+    fn fire_due(self: &Arc<Self>, now: DateTime<Utc>) {
+        let mut fires = Vec::new();
+        let mut marks = Vec::new();
+        let mut prune = false;
+        {
+            let mut state = self.lock();
+            let runner = state.runner.clone();
+            for (job, at) in state.timer.pop_due(now) {
+                if job == PRUNE_KEY {
+                    if let Some(p) = &runner.config().daemon.prune {
+                        let plan = schedule::plan(p, Some(at), now, schedule::Missed::Coalesce);
+                        state.timer.set(PRUNE_KEY, plan.next);
+                        prune = true;
+                    }
+                    continue;
+                }
+                let Some(config) = runner.config().jobs.get(&job) else {
+                    continue;
+                };
+                let Some(cron) = &config.cron else { continue };
+                let plan = schedule::plan(cron, Some(at), now, config.missed);
+                log_dropped(&job, &plan);
+                state.timer.set(&job, plan.next);
+                marks.push((
+                    job.clone(),
+                    plan.handled.map(|t| t.timestamp_millis()),
+                    plan.next.map(|t| t.timestamp_millis()),
+                ));
+                if let Some(at) = plan.fire {
+                    if state.paused.contains(&job) {
+                        tracing::debug!("job `{job}` is paused: fire of {at} not run");
+                    } else {
+                        fires.push((job, at));
+                    }
+                }
+            }
+        }
+        for (job, at) in fires {
+            let inner = self.clone();
+            self.tracker.spawn(async move {
+                match inner
+                    .clone()
+                    .fire(&job, RunKind::Backup, Trigger::Schedule, Some(at))
+                    .await
+                {
+                    Ok(_) | Err(FireError::Conflict(_)) => {}
+                    Err(e) => tracing::error!("job `{job}`: fire of {at} failed: {e}"),
+                }
+            });
+        }
+        if prune {
+            let inner = self.clone();
+            self.tracker.spawn(async move { inner.prune().await });
+        }
+        // Kept for the next start-up (missed fires); a failure only costs that.
+        if let Err(e) = self.store.set_fire_marks(&marks) {
+            tracing::warn!("cannot record next fires: {e}");
+        }
+    }
+
+    /// Fire `job`: decide by its concurrency policy, record the run as
+    /// queued (or the fire as skipped), and run it with its retries in the
+    /// background. Returns the first run's record.
+    async fn fire(
+        self: Arc<Self>,
+        job: &str,
+        kind: RunKind,
+        trigger: Trigger,
+        scheduled: Option<DateTime<Utc>>,
+    ) -> Result<RunRecord, FireError> {
+        let (runner, config, me, replaced) = {
+            let mut state = self.lock();
+            let runner = state.runner.clone();
+            let config = runner.config().job(job)?.clone();
+            let id = state.next_fire_id;
+            state.next_fire_id += 1;
+            let active = state.active.entry(job.to_owned()).or_default();
+            let action = if kind == RunKind::Backup {
+                config.concurrency.on_fire(active.len())
+            } else {
+                FireAction::Run
+            };
+            let replaced: Vec<(CancellationToken, CancellationToken)> =
+                if action == FireAction::ReplaceThenRun {
+                    active
+                        .iter()
+                        .map(|a| (a.cancel.clone(), a.finished.clone()))
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+            let me = (action != FireAction::Skip).then(|| {
+                let me = Active {
+                    id,
+                    cancel: self.hard_cancel.child_token(),
+                    finished: CancellationToken::new(),
+                };
+                let handle = (me.id, me.cancel.clone(), me.finished.clone());
+                active.push(me);
+                handle
+            });
+            (runner, config, me, replaced)
+        };
+        let new = NewRun {
+            job: job.to_owned(),
+            kind,
+            trigger,
+            attempt: 1,
+            scheduled_at_ms: scheduled.map(|t| t.timestamp_millis()),
+            exclusive: kind == RunKind::Backup && config.concurrency.exclusive(),
+        };
+        let Some((id, cancel, finished)) = me else {
+            return Err(self.skip(
+                &new,
+                trigger,
+                "the job's previous run is still going (concurrency = \"forbid\")",
+            ));
+        };
+        for (cancel, finished) in replaced {
+            tracing::info!("job `{job}`: cancelling its running run (concurrency = \"replace\")");
+            cancel.cancel();
+            finished.cancelled().await;
+        }
+        let queued = match self.store.queue_run(&new) {
+            Ok(r) => r,
+            Err(StateError::Busy { run, by, .. }) => {
+                self.forget_active(&new.job, id, &finished);
+                let reason = format!("another run of the job is going (run {run}, {by})");
+                return Err(self.skip(&new, trigger, &reason));
+            }
+            Err(e) => {
+                self.forget_active(&new.job, id, &finished);
+                return Err(e.into());
+            }
+        };
+        let first = queued.clone();
+        let inner = self.clone();
+        self.tracker.spawn(async move {
+            let job = new.job.clone();
+            inner
+                .run_attempts(runner, config, new, queued, cancel)
+                .await;
+            inner.forget_active(&job, id, &finished);
+        });
+        Ok(first)
+    }
+
+    /// Record a skipped fire (scheduled) or refuse (API).
+    fn skip(&self, new: &NewRun, trigger: Trigger, reason: &str) -> FireError {
+        if trigger == Trigger::Schedule {
+            match self.store.record_skipped(new, reason) {
+                Ok(record) => {
+                    tracing::info!("job `{}`: fire skipped: {reason}", new.job);
+                    self.metrics.observe_run(&record);
+                    let runner = self.lock().runner.clone();
+                    if let Some(config) = runner.config().jobs.get(&new.job) {
+                        self.notifier.notify(job_webhooks(config), &record);
+                    }
+                }
+                Err(e) => tracing::error!("job `{}`: cannot record a skipped fire: {e}", new.job),
+            }
+        }
+        FireError::Conflict(format!("job `{}` not started: {reason}", new.job))
+    }
+
+    /// Drop fire `id` of `job` from the active ones and say it is over.
+    fn forget_active(&self, job: &str, id: u64, finished: &CancellationToken) {
+        let mut state = self.lock();
+        if let Some(list) = state.active.get_mut(job) {
+            list.retain(|a| a.id != id);
+            if list.is_empty() {
+                state.active.remove(job);
+            }
+        }
+        finished.cancel();
+    }
+
+    /// Run `queued` and, while it fails, its retries.
+    async fn run_attempts(
+        self: &Arc<Self>,
+        runner: Arc<Runner>,
+        config: JobConfig,
+        mut new: NewRun,
+        mut queued: RunRecord,
+        cancel: CancellationToken,
+    ) {
+        let job = config.name.clone();
+        loop {
+            let opts = RunOptions {
+                cancel: cancel.clone(),
+                trigger: new.trigger,
+                attempt: new.attempt,
+                scheduled_at_ms: new.scheduled_at_ms,
+                exclusive: new.exclusive,
+                queued: Some(queued.clone()),
+                ..RunOptions::default()
+            };
+            let report = match runner.run(&job, new.kind, opts).await {
+                Ok(report) => report,
+                Err(e) => {
+                    tracing::error!("job `{job}`: run {} could not be run: {e:#}", queued.id);
+                    return;
+                }
+            };
+            let run = report.run;
+            self.finished(&config, &run);
+            match run.status {
+                RunStatus::Succeeded if new.kind == RunKind::Backup => {
+                    self.retention(&runner, &job).await;
+                    return;
+                }
+                RunStatus::Failed if new.attempt < config.retries.attempts => {}
+                _ => return,
+            }
+            new.attempt += 1;
+            let delay = config.retries.delay(new.attempt, jitter());
+            tracing::info!(
+                "job `{job}`: run {} failed; attempt {} of {} in {}",
+                run.id,
+                new.attempt,
+                config.retries.attempts,
+                crate::units::format_duration(delay)
+            );
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = cancel.cancelled() => return,
+                () = self.stopping.cancelled() => return,
+            }
+            queued = match self.store.queue_run(&new) {
+                Ok(r) => r,
+                Err(StateError::Busy { run, by, .. }) => {
+                    let reason = format!(
+                        "retry not started: another run of the job is going (run {run}, {by})"
+                    );
+                    self.skip(&new, Trigger::Schedule, &reason);
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!("job `{job}`: cannot record a retry: {e}");
+                    return;
+                }
+            };
+        }
+    }
+
+    /// What happens when a run ends: metrics, notification, history retention.
+    fn finished(&self, config: &JobConfig, run: &RunRecord) {
+        let level_ok = matches!(run.status, RunStatus::Succeeded);
+        if level_ok {
+            tracing::info!(
+                "job `{}`: run {} (attempt {}) {}",
+                run.job,
+                run.id,
+                run.attempt,
+                run.status.as_str()
+            );
+        } else {
+            tracing::warn!(
+                "job `{}`: run {} (attempt {}) {}: {}",
+                run.job,
+                run.id,
+                run.attempt,
+                run.status.as_str(),
+                run.error.as_deref().unwrap_or("")
+            );
+        }
+        self.metrics.observe_run(run);
+        self.notifier.notify(job_webhooks(config), run);
+        match self.store.prune_runs(&config.name, config.keep_runs) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!("job `{}`: {n} old run(s) dropped from history", config.name),
+            Err(e) => tracing::warn!("job `{}`: cannot prune run history: {e}", config.name),
+        }
+    }
+
+    /// Apply the job's retention after a successful backup (as `cairn
+    /// forget JOB` does, forget hooks included).
+    async fn retention(&self, runner: &Runner, job: &str) {
+        let wanted = runner.config().repository.is_some()
+            && runner
+                .config()
+                .jobs
+                .get(job)
+                .is_some_and(|j| !j.retention.is_empty());
+        if !wanted {
+            return;
+        }
+        let _serial = self.maintenance.lock().await;
+        match runner.forget_job(job, false).await {
+            Ok(outcome) => {
+                let report = outcome.report;
+                self.metrics
+                    .set_snapshots(job, u64::try_from(report.kept.len()).unwrap_or(u64::MAX));
+                if !report.removed.is_empty() {
+                    tracing::info!(
+                        "job `{job}`: retention removed {} snapshot(s), kept {}",
+                        report.removed.len(),
+                        report.kept.len()
+                    );
+                }
+            }
+            Err(e) => tracing::error!("job `{job}`: retention failed: {e:#}"),
+        }
+    }
+
+    /// Prune the repository (on `[daemon] prune`'s schedule).
+    async fn prune(&self) {
+        let _serial = self.maintenance.lock().await;
+        let runner = self.lock().runner.clone();
+        if runner.config().repository.is_none() {
+            tracing::warn!("[daemon] prune is set, but there is no [repository] to prune");
+            return;
+        }
+        let result = async {
+            let repo = runner.repository(false).await?;
+            let report = tokio::task::spawn_blocking(move || repo.prune()).await??;
+            anyhow::Ok(report)
+        }
+        .await;
+        match result {
+            Ok(p) => tracing::info!(
+                "repository pruned: {} pack(s), {} bytes removed",
+                p.packs_removed,
+                p.bytes_removed
+            ),
+            Err(e) => tracing::error!("prune failed: {e:#}"),
+        }
+    }
+}
+
+/// How a job's task is shown: `builtin:NAME`, a file path, `pipeline:NAME`.
+fn task_label(job: &JobConfig) -> String {
+    match &job.task.source {
+        config::ModuleSource::Builtin(n) => format!("builtin:{n}"),
+        config::ModuleSource::File(p) => p.display().to_string(),
+        config::ModuleSource::Pipeline(key) if key.contains(':') || key.ends_with(".toml") => {
+            key.clone()
+        }
+        config::ModuleSource::Pipeline(key) => format!("pipeline:{key}"),
+    }
+}
+
+/// A job as the API shows it, without its last run.
+fn job_view(j: JobInfo) -> api::JobView {
+    api::JobView {
+        last_run: None,
+        name: j.name,
+        task: j.task,
+        schedule: j.schedule,
+        timezone: j.timezone,
+        next_fire: j.next_fire.map(|t| t.timestamp_millis()),
+        paused: j.paused,
+    }
+}
+
+/// The job's webhooks (`notify`).
+fn job_webhooks(config: &JobConfig) -> &[notify::Webhook] {
+    &config.notify
+}
+
+/// A number in `[0, 1)` that differs between calls (retry jitter).
+fn jitter() -> f64 {
+    use std::hash::{BuildHasher as _, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    // 53 random bits make an f64 in [0, 1).
+    (h.finish() >> 11) as f64 / (1_u64 << 53) as f64
+}
+
+/// The API token from `[daemon] token-env` / `token-file`, if configured.
+///
+/// # Errors
+/// When the variable is unset, the file unreadable, or the token empty.
+pub fn api_token(config: &Config) -> anyhow::Result<Option<String>> {
+    let Some(source) = &config.daemon.token else {
+        return Ok(None);
+    };
+    let token = match (&source.env, &source.file) {
+        (Some(var), _) => std::env::var(var).map_err(|_| {
+            anyhow::anyhow!(
+                "the API token is read from environment variable `{var}` ([daemon] token-env), which is not set"
+            )
+        })?,
+        (None, Some(file)) => std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("cannot read the API token file {}: {e}", file.display()))?
+            .trim_end_matches(['\n', '\r'])
+            .to_owned(),
+        (None, None) => return Ok(None),
+    };
+    anyhow::ensure!(!token.is_empty(), "the API token is empty");
+    Ok(Some(token))
+}
+
+/// Where the daemon listens and with what token, checked: a non-loopback
+/// address needs a token.
+///
+/// # Errors
+/// A non-loopback address without a token.
+pub fn check_listen(listen: SocketAddr, token: Option<&str>) -> Result<(), String> {
+    if !listen.ip().is_loopback() && token.is_none() {
+        return Err(format!(
+            "refusing to serve the API on {listen} without a token: anyone who can reach it \
+             could start and pause jobs. Set `token-env` or `token-file` in [daemon], or \
+             listen on a loopback address (e.g. 127.0.0.1:{})",
+            listen.port()
+        ));
+    }
+    Ok(())
+}
