@@ -13,7 +13,7 @@ use serde_json::{Map, Value, json};
 use cairn::capabilities::progress::{Progress, ProgressSink};
 use cairn::config::{self, ConfigError, ModuleRef, ModuleSource};
 use cairn::repository::Repository;
-use cairn::runner::{self, RunReport, Runner};
+use cairn::runner::{self, RunOptions, RunReport, Runner};
 use cairn::runtime::{self, Runtime};
 use cairn::state::sqlite::SqliteStore;
 use cairn::state::{RunKind, StateError, StateStore};
@@ -71,7 +71,10 @@ enum Command {
         /// Only snapshots of this job.
         job: Option<String>,
     },
-    /// Apply each job's `retention` to its snapshots (never the newest of a job).
+    /// Apply each job's `retention` to its snapshots (never the newest of a
+    /// job). The task's `forget` hook runs first for each snapshot removed
+    /// (e.g. deleting its Elasticsearch snapshot); if it fails the snapshot
+    /// is kept and the exit code is 1.
     Forget {
         /// Only this job.
         job: Option<String>,
@@ -98,6 +101,14 @@ enum Command {
         /// At most this many runs.
         #[arg(long, default_value_t = 20)]
         limit: usize,
+    },
+    /// Run jobs on their schedules and serve the HTTP API until stopped
+    /// (SIGTERM or SIGINT; SIGHUP reloads the configuration).
+    Daemon {
+        /// Address of the HTTP API, IP:PORT (default: `listen` in [daemon], else
+        /// 127.0.0.1:8484). Port 0 picks a free port; the address is logged.
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
     },
     /// Plug-in modules.
     Plugin {
@@ -221,8 +232,73 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             job,
             limit,
         } => list_runs(&cli.config, job.as_deref(), limit, cli.json),
+        Command::Daemon { listen } => daemon(&cli.config, listen).await,
         Command::Plugin { command } => plugin(&cli.config, command, cli.json).await,
     }
+}
+
+async fn daemon(
+    config_path: &Path,
+    listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<ExitCode> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let config = config::load(config_path)?;
+    let listen = listen.unwrap_or(config.daemon.listen);
+    let token = cairn::daemon::api_token(&config).map_err(|e| UsageError(format!("{e:#}")))?;
+    cairn::daemon::check_listen(listen, token.as_deref()).map_err(UsageError)?;
+    for w in config::warnings(&config) {
+        tracing::warn!("{w}");
+    }
+    let source = config.source.clone();
+    let daemon = cairn::daemon::Daemon::open(config, source)?;
+    let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
+    daemon.start()?;
+    let stop_api = tokio_util::sync::CancellationToken::new();
+    let mut api = tokio::spawn(cairn::daemon::serve_api(
+        daemon.clone(),
+        listen,
+        token,
+        stop_api.clone(),
+    ));
+    let jobs = daemon.jobs();
+    tracing::info!(
+        "daemon started: {} jobs, {} scheduled, {} paused",
+        jobs.len(),
+        jobs.iter().filter(|j| j.next_fire.is_some()).count(),
+        jobs.iter().filter(|j| j.paused).count()
+    );
+    let signal_name = loop {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break "SIGINT",
+            _ = term.recv() => break "SIGTERM",
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP: reloading {}", config_path.display());
+                // On error the old configuration stays; reload logged why.
+                let _ = daemon.reload();
+            }
+            out = &mut api => {
+                // The API stopped by itself: a bind failure or a crash.
+                daemon.shutdown(std::time::Duration::ZERO).await;
+                return Err(match out {
+                    Ok(Ok(())) => anyhow::anyhow!("the HTTP API stopped unexpectedly"),
+                    Ok(Err(e)) => e,
+                    Err(e) => e.into(),
+                });
+            }
+        }
+    };
+    let grace = daemon.config().config().daemon.shutdown_grace;
+    tracing::info!(
+        "{signal_name}: stopping (no new fires; waiting up to {} for running runs)",
+        cairn::units::format_duration(grace)
+    );
+    daemon.shutdown(grace).await;
+    stop_api.cancel();
+    let _ = api.await;
+    tracing::info!("daemon stopped");
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn validate(config_path: &Path, json: bool) -> anyhow::Result<ExitCode> {
@@ -322,7 +398,32 @@ async fn run_job(
     }
     let runner = Runner::open(config)?;
     let (sink, bar) = progress_sink();
-    let report = runner.run(job, kind, overrides, snapshot, sink).await?;
+    // Ctrl-C / SIGTERM cancel the run: `finally` steps run, nothing is
+    // committed, and the run is recorded `cancelled`.
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let on_signal = cancel.clone();
+    let watcher = tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        eprintln!("cairn: stopping the run (signal received)");
+        on_signal.cancel();
+    });
+    let opts = RunOptions {
+        overrides,
+        snapshot: snapshot.map(str::to_string),
+        progress: sink,
+        cancel,
+        ..RunOptions::default()
+    };
+    let report = runner.run(job, kind, opts).await;
+    watcher.abort();
+    let report = report?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
@@ -507,12 +608,20 @@ async fn forget(
             .map(|j| (j.name.clone(), j.retention.clone()))
             .collect(),
     };
+    // Each snapshot to forget first goes through its task's `forget` hook; a
+    // snapshot whose hook fails is kept (and retried next time).
     let mut reports = Vec::new();
-    for (name, keep) in jobs {
-        let r = repo.clone();
-        let report = tokio::task::spawn_blocking(move || r.forget(&name, &keep, dry_run)).await??;
-        reports.push(report);
+    let mut failed = Vec::new();
+    for (name, _keep) in jobs {
+        let outcome = runner.forget_job(&name, dry_run).await?;
+        reports.push(outcome.report);
+        failed.extend(outcome.failed);
     }
+    let exit = if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     let pruned = if prune && !dry_run {
         let r = repo.clone();
         Some(tokio::task::spawn_blocking(move || r.prune()).await??)
@@ -520,8 +629,11 @@ async fn forget(
         None
     };
     if json {
-        println!("{}", json!({"forget": reports, "prune": pruned}));
-        return Ok(ExitCode::SUCCESS);
+        println!(
+            "{}",
+            json!({"forget": reports, "prune": pruned, "failed": failed})
+        );
+        return Ok(exit);
     }
     for r in &reports {
         let verb = if r.dry_run { "would remove" } else { "removed" };
@@ -538,7 +650,13 @@ async fn forget(
             p.packs_removed, p.bytes_removed
         );
     }
-    Ok(ExitCode::SUCCESS)
+    for f in &failed {
+        eprintln!(
+            "error: kept snapshot {} ({}): its forget hook failed: {}",
+            f.snapshot.short_id, f.snapshot.job, f.error
+        );
+    }
+    Ok(exit)
 }
 
 async fn check(config_path: &Path, read_data: bool, json: bool) -> anyhow::Result<ExitCode> {
@@ -667,7 +785,7 @@ async fn plugin(
             for b in cairn::builtins::all() {
                 let module = rt
                     .load(&ModuleRef {
-                        source: ModuleSource::Builtin(b.name.to_string()),
+                        source: b.source(),
                         sha256: None,
                     })
                     .await?;

@@ -51,9 +51,47 @@ pub struct ConfigFile {
     /// Custom Function modules callable by tasks, by name.
     #[serde(default)]
     pub functions: BTreeMap<String, FunctionFile>,
+    /// Tasks written as ordered Function steps, by name (`task = "pipeline:NAME"`).
+    #[serde(default)]
+    pub pipelines: BTreeMap<String, crate::pipeline::PipelineFile>,
     /// Jobs, by name.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobFile>,
+    /// `cairn daemon` settings.
+    #[serde(default)]
+    pub daemon: DaemonFile,
+}
+
+/// `[daemon]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonFile {
+    /// Address of the HTTP API (default `127.0.0.1:8484`). Anything but a
+    /// loopback address needs a bearer token.
+    pub listen: Option<String>,
+    /// Environment variable holding the API's bearer token.
+    pub token_env: Option<String>,
+    /// File holding the API's bearer token (trailing newline trimmed).
+    pub token_file: Option<PathBuf>,
+    /// How long a shutdown waits for running runs before cancelling them
+    /// (default `30s`).
+    pub shutdown_grace: Option<String>,
+    /// Cron schedule of the repository's `prune` (e.g. `@weekly`); none by default.
+    pub prune: Option<String>,
+    /// Time zone of `prune` (IANA name, default UTC).
+    pub prune_timezone: Option<String>,
+}
+
+/// `retries = { attempts = 3, backoff = "30s", max-backoff = "10m" }`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RetriesFile {
+    /// Attempts in all, the first included (default 1: no retry).
+    pub attempts: Option<u32>,
+    /// Delay before the first retry, doubled for each later one (default `30s`).
+    pub backoff: Option<String>,
+    /// Cap on the delay (default `10m`).
+    pub max_backoff: Option<String>,
 }
 
 /// `[repository]`.
@@ -115,8 +153,24 @@ pub struct JobFile {
     /// Parameters passed to the task.
     #[serde(default)]
     pub params: toml::Table,
-    /// Cron schedule (used by the daemon).
+    /// Cron schedule (used by the daemon): 5 fields, 6 with seconds first, or
+    /// `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`.
     pub schedule: Option<String>,
+    /// IANA time zone the schedule is read in (default `UTC`).
+    pub timezone: Option<String>,
+    /// Fires missed while the daemon was down: `coalesce` (run once, the
+    /// default) or `skip`.
+    #[serde(default)]
+    pub missed: crate::daemon::schedule::Missed,
+    /// A fire while the job runs: `forbid` (skip it, the default), `allow`
+    /// or `replace` (cancel the running one).
+    #[serde(default)]
+    pub concurrency: crate::daemon::schedule::Concurrency,
+    /// Retries of a failed scheduled run.
+    #[serde(default)]
+    pub retries: RetriesFile,
+    /// How many finished runs of the job the run history keeps (default 100).
+    pub keep_runs: Option<u32>,
     /// Wall-clock timeout of a run, e.g. `2h`, `30s` (default `1h`).
     pub timeout: Option<String>,
     /// Linear-memory limit, e.g. `256MiB` (default `512MiB`).
@@ -132,6 +186,10 @@ pub struct JobFile {
     /// Capability grants. Everything not granted is denied.
     #[serde(default)]
     pub allow: AllowFile,
+    /// Webhooks called when a run ends: one table or an array of them (see
+    /// [`crate::daemon::notify`]). Their origins must be in `allow.http`.
+    #[serde(default)]
+    pub notify: crate::daemon::notify::NotifyFiles,
 }
 
 /// Access granted to a path.
@@ -175,10 +233,15 @@ pub struct AllowFile {
 /// Where a module comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ModuleSource {
-    /// A module embedded in the binary, `builtin:NAME`.
+    /// A module embedded in the binary, `builtin:NAME`, by its
+    /// [`Builtin::id`](crate::builtins::Builtin::id) (see [`crate::builtins`]).
     Builtin(String),
     /// A `.wasm` file (absolute, resolved against the config file's directory).
     File(PathBuf),
+    /// A pipeline task, by its key in [`Config::pipelines`]: `NAME` for
+    /// `pipeline:NAME`, `builtin:NAME` for a built-in pipeline, the absolute
+    /// path for a pipeline file.
+    Pipeline(String),
 }
 
 /// A module and its optional pin.
@@ -249,14 +312,26 @@ pub struct JobConfig {
     pub task: ModuleRef,
     /// Params as a JSON object.
     pub params: serde_json::Map<String, serde_json::Value>,
-    /// Cron schedule, unparsed.
+    /// Cron schedule, as written.
     pub schedule: Option<String>,
+    /// `schedule` parsed, in the job's time zone.
+    pub cron: Option<crate::daemon::schedule::Schedule>,
+    /// What the daemon does about fires missed while it was down.
+    pub missed: crate::daemon::schedule::Missed,
+    /// What a fire does while the job runs.
+    pub concurrency: crate::daemon::schedule::Concurrency,
+    /// Retries of a failed scheduled run.
+    pub retries: crate::daemon::schedule::Retries,
+    /// Finished runs kept in the run history.
+    pub keep_runs: usize,
     /// Snapshot retention.
     pub retention: Retention,
     /// Limits.
     pub limits: Limits,
     /// Grants.
     pub grants: Grants,
+    /// Webhooks called when a run ends.
+    pub notify: Vec<crate::daemon::notify::Webhook>,
 }
 
 /// A validated configuration.
@@ -276,8 +351,41 @@ pub struct Config {
     pub secrets: BTreeMap<String, SecretSource>,
     /// Custom functions by name.
     pub functions: BTreeMap<String, ModuleRef>,
+    /// Pipelines used or declared, by key (see [`ModuleSource::Pipeline`]).
+    pub pipelines: BTreeMap<String, std::sync::Arc<crate::pipeline::Pipeline>>,
     /// Jobs by name.
     pub jobs: BTreeMap<String, JobConfig>,
+    /// `cairn daemon` settings.
+    pub daemon: DaemonConfig,
+}
+
+/// Default address of the daemon's HTTP API.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8484";
+/// Default number of finished runs the history keeps per job.
+pub const DEFAULT_KEEP_RUNS: usize = 100;
+
+/// Validated `[daemon]` settings.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// Address of the HTTP API.
+    pub listen: std::net::SocketAddr,
+    /// Where the API's bearer token comes from, if it needs one.
+    pub token: Option<SecretSource>,
+    /// How long a shutdown waits for running runs before cancelling them.
+    pub shutdown_grace: Duration,
+    /// When the repository is pruned, if ever.
+    pub prune: Option<crate::daemon::schedule::Schedule>,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            token: None,
+            shutdown_grace: Duration::from_secs(30),
+            prune: None,
+        }
+    }
 }
 
 /// One problem found in a configuration.
@@ -460,6 +568,7 @@ fn split_owner(path: &[Seg]) -> (Option<String>, &[Seg]) {
             "jobs" => Some("job"),
             "functions" => Some("function"),
             "secrets" => Some("secret"),
+            "pipelines" => Some("pipeline"),
             _ => None,
         };
         if let Some(owner) = owner {
@@ -682,12 +791,14 @@ fn remove_non_tables(document: &mut DeTable<'_>, problems: &mut Problems<'_>) {
         "runtime",
         "secrets",
         "functions",
+        "pipelines",
         "jobs",
     ] {
         let Some(value) = document.get(section) else {
             continue;
         };
-        if !check(vec![key(section)], value) || !matches!(section, "secrets" | "functions" | "jobs")
+        if !check(vec![key(section)], value)
+            || !matches!(section, "secrets" | "functions" | "pipelines" | "jobs")
         {
             continue;
         }
@@ -904,9 +1015,29 @@ impl Checker<'_, '_> {
             }
         }
 
+        let mut pipelines = BTreeMap::new();
+        for (name, pipeline) in &file.pipelines {
+            let path = [key("pipelines"), key(name)];
+            if let Err(message) = check_name(name, "pipeline") {
+                self.report(&path, message);
+            }
+            if let Some(p) = self.pipeline(&path, name, pipeline, &functions) {
+                pipelines.insert(name.clone(), std::sync::Arc::new(p));
+            }
+        }
+
+        let daemon = self.daemon(&file.daemon);
+
         let mut jobs = BTreeMap::new();
         for (name, job) in file.jobs {
-            if let Some(job) = self.job(&name, job, &file.functions) {
+            let task = self.pipeline_task(
+                &name,
+                &job.task,
+                &functions,
+                &file.pipelines,
+                &mut pipelines,
+            );
+            if let Some(job) = self.job(&name, job, &file.functions, task) {
                 jobs.insert(name, job);
             }
         }
@@ -919,7 +1050,247 @@ impl Checker<'_, '_> {
             cache_dir,
             secrets,
             functions,
+            pipelines,
             jobs,
+            daemon,
+        }
+    }
+
+    /// Validate `[daemon]`.
+    fn daemon(&mut self, file: &DaemonFile) -> DaemonConfig {
+        let at = |k: &str| [key("daemon"), key(k)];
+        let mut daemon = DaemonConfig::default();
+        if let Some(listen) = &file.listen {
+            match listen.parse() {
+                Ok(addr) => daemon.listen = addr,
+                Err(_) => self.report(
+                    &at("listen"),
+                    format!("`{listen}` is not an address: write IP:PORT, e.g. `{DEFAULT_LISTEN}`"),
+                ),
+            }
+        }
+        daemon.token = match (&file.token_env, &file.token_file) {
+            (Some(_), Some(_)) => {
+                self.report(
+                    &at("token-file"),
+                    "give `token-env` or `token-file`, not both",
+                );
+                None
+            }
+            (Some(env), None) => Some(SecretSource {
+                env: Some(env.clone()),
+                file: None,
+            }),
+            (None, Some(path)) => Some(SecretSource {
+                env: None,
+                file: Some(self.resolve(path)),
+            }),
+            (None, None) => None,
+        };
+        if let Some(text) = &file.shutdown_grace {
+            match parse_duration(text) {
+                Ok(grace) => daemon.shutdown_grace = grace,
+                Err(message) => self.report(&at("shutdown-grace"), message),
+            }
+        }
+        if let Some(expr) = &file.prune {
+            match crate::daemon::schedule::Schedule::parse(expr, file.prune_timezone.as_deref()) {
+                Ok(s) => daemon.prune = Some(s),
+                Err(e @ crate::daemon::schedule::ScheduleError::Timezone(_)) => {
+                    self.report(&at("prune-timezone"), e.to_string());
+                }
+                Err(e) => self.report(&at("prune"), e.to_string()),
+            }
+        } else if file.prune_timezone.is_some() {
+            self.report(&at("prune-timezone"), "has no effect without `prune`");
+        }
+        daemon
+    }
+
+    /// Validate a job's daemon keys: schedule, timezone, retries, keep-runs.
+    #[allow(clippy::type_complexity)]
+    fn job_timing(
+        &mut self,
+        job: &JobFile,
+        at: &dyn Fn(&[&str]) -> Vec<Seg>,
+    ) -> (
+        Option<crate::daemon::schedule::Schedule>,
+        crate::daemon::schedule::Retries,
+        usize,
+    ) {
+        use crate::daemon::schedule::{Retries, Schedule, ScheduleError};
+        let cron = match (&job.schedule, &job.timezone) {
+            (Some(expr), tz) => match Schedule::parse(expr, tz.as_deref()) {
+                Ok(s) => Some(s),
+                Err(e @ ScheduleError::Timezone(_)) => {
+                    self.report(&at(&["timezone"]), e.to_string());
+                    None
+                }
+                Err(e) => {
+                    self.report(&at(&["schedule"]), e.to_string());
+                    None
+                }
+            },
+            (None, Some(_)) => {
+                self.report(&at(&["timezone"]), "has no effect without `schedule`");
+                None
+            }
+            (None, None) => None,
+        };
+        let mut retries = Retries::default();
+        let r = &job.retries;
+        match r.attempts {
+            Some(0) => self.report(
+                &at(&["retries", "attempts"]),
+                "must be at least 1 (the first attempt counts)",
+            ),
+            Some(n) => retries.attempts = n,
+            None => {}
+        }
+        for (field, text, slot) in [
+            ("backoff", &r.backoff, &mut retries.backoff),
+            ("max-backoff", &r.max_backoff, &mut retries.max_backoff),
+        ] {
+            if let Some(text) = text {
+                match parse_duration(text) {
+                    Ok(d) => *slot = d,
+                    Err(message) => self.report(&at(&["retries", field]), message),
+                }
+            }
+        }
+        if retries.max_backoff < retries.backoff {
+            self.report(
+                &at(&["retries", "max-backoff"]),
+                "is shorter than `backoff`; make it at least as long",
+            );
+        }
+        let keep_runs = match job.keep_runs {
+            Some(0) => {
+                self.report(&at(&["keep-runs"]), "must be at least 1");
+                DEFAULT_KEEP_RUNS
+            }
+            Some(n) => usize::try_from(n).unwrap_or(usize::MAX),
+            None => DEFAULT_KEEP_RUNS,
+        };
+        (cron, retries, keep_runs)
+    }
+
+    /// Validate pipeline `name` (declared at `path`, or a built-in/file one
+    /// when `path` is the job's `task` key), reporting problems at their keys.
+    fn pipeline(
+        &mut self,
+        path: &[Seg],
+        name: &str,
+        file: &crate::pipeline::PipelineFile,
+        functions: &BTreeMap<String, ModuleRef>,
+    ) -> Option<crate::pipeline::Pipeline> {
+        let resolve = |f: &str| crate::pipeline::resolve_function(f, functions);
+        let base_dir = self.base_dir;
+        let task = |t: &str| resolve_task(t, base_dir);
+        match crate::pipeline::validate(name, file, &resolve, &task) {
+            Ok(p) => Some(p),
+            Err(problems) => {
+                for (key_path, message) in problems {
+                    let mut at = path.to_vec();
+                    at.extend(key_path_segs(&key_path));
+                    self.report(&at, message);
+                }
+                None
+            }
+        }
+    }
+
+    /// For a job whose `task` is a pipeline (`pipeline:NAME`, a built-in
+    /// pipeline, or a `.toml` file): `Some(result)`, registering built-in and
+    /// file pipelines in `pipelines`. `None` when `task` names a module.
+    fn pipeline_task(
+        &mut self,
+        job: &str,
+        task: &str,
+        functions: &BTreeMap<String, ModuleRef>,
+        declared: &BTreeMap<String, crate::pipeline::PipelineFile>,
+        pipelines: &mut BTreeMap<String, std::sync::Arc<crate::pipeline::Pipeline>>,
+    ) -> Option<Option<ModuleRef>> {
+        let at = [key("jobs"), key(job), key("task")];
+        let pipeline_ref = |key: &str| ModuleRef {
+            source: ModuleSource::Pipeline(key.to_owned()),
+            sha256: None,
+        };
+        if let Some(name) = task.strip_prefix("pipeline:") {
+            if pipelines.contains_key(name) {
+                return Some(Some(pipeline_ref(name)));
+            }
+            if declared.contains_key(name) {
+                // Declared but invalid: its own problems are reported.
+                return Some(None);
+            }
+            let hint = did_you_mean(name, declared.keys().map(String::as_str));
+            self.report(&at, format!("no pipeline `{name}` in [pipelines]{hint}"));
+            return Some(None);
+        }
+        if let Some(name) = task.strip_prefix("builtin:") {
+            let file = crate::pipeline::builtin(name)?;
+            let key = format!("builtin:{name}");
+            if !pipelines.contains_key(&key) {
+                let p = self.pipeline(&at, name, &file, functions)?;
+                pipelines.insert(key.clone(), std::sync::Arc::new(p));
+            }
+            return Some(Some(pipeline_ref(&key)));
+        }
+        if !task.ends_with(".toml") {
+            return None;
+        }
+        let resolved = self.resolve(Path::new(task));
+        let key = resolved.display().to_string();
+        if pipelines.contains_key(&key) {
+            return Some(Some(pipeline_ref(&key)));
+        }
+        let file: crate::pipeline::PipelineFile = match std::fs::read_to_string(&resolved) {
+            Ok(text) => match toml::from_str(&text) {
+                Ok(file) => file,
+                Err(e) => {
+                    self.report(
+                        &at,
+                        format!("pipeline file {} is not valid: {e}", resolved.display()),
+                    );
+                    return Some(None);
+                }
+            },
+            Err(e) => {
+                self.report(
+                    &at,
+                    format!("cannot read pipeline file {}: {e}", resolved.display()),
+                );
+                return Some(None);
+            }
+        };
+        let name = resolved
+            .file_stem()
+            .map_or_else(|| "pipeline".into(), |s| s.to_string_lossy().into_owned());
+        let mut problems = Vec::new();
+        let resolve = |f: &str| crate::pipeline::resolve_function(f, functions);
+        let base_dir = self.base_dir;
+        let task = |t: &str| resolve_task(t, base_dir);
+        match crate::pipeline::validate(&name, &file, &resolve, &task) {
+            Ok(p) => {
+                pipelines.insert(key.clone(), std::sync::Arc::new(p));
+                Some(Some(pipeline_ref(&key)))
+            }
+            Err(found) => {
+                problems.extend(found);
+                for (key_path, message) in problems {
+                    let location = if key_path.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", key `{key_path}`")
+                    };
+                    self.report(
+                        &at,
+                        format!("pipeline file {}{location}: {message}", resolved.display()),
+                    );
+                }
+                Some(None)
+            }
         }
     }
 
@@ -986,10 +1357,8 @@ impl Checker<'_, '_> {
             } else {
                 format!("builtin {wanted}s: {}", available.join(", "))
             };
-            match builtins::find(name) {
-                Some(builtin) if builtin.kind == kind => {
-                    Some(ModuleSource::Builtin(name.to_owned()))
-                }
+            match builtins::find_kind(name, kind).or_else(|| builtins::find(name)) {
+                Some(builtin) if builtin.kind == kind => Some(builtin.source()),
                 Some(builtin) => {
                     self.report(
                         &at(field),
@@ -1057,6 +1426,7 @@ impl Checker<'_, '_> {
         name: &str,
         job: JobFile,
         custom_functions: &BTreeMap<String, FunctionFile>,
+        pipeline: Option<Option<ModuleRef>>,
     ) -> Option<JobConfig> {
         let owner = [key("jobs"), key(name)];
         let at = |keys: &[&str]| {
@@ -1067,13 +1437,24 @@ impl Checker<'_, '_> {
         if let Err(message) = check_name(name, "job") {
             self.report(&owner, message);
         }
-        let task = self.module_ref(
-            &owner,
-            "task",
-            &job.task,
-            job.sha256.as_deref(),
-            ModuleKind::Task,
-        );
+        let task = match pipeline {
+            Some(task) => {
+                if job.sha256.is_some() {
+                    self.report(
+                        &at(&["sha256"]),
+                        "a pipeline task has no module to pin: pin its functions in [functions] instead",
+                    );
+                }
+                task
+            }
+            None => self.module_ref(
+                &owner,
+                "task",
+                &job.task,
+                job.sha256.as_deref(),
+                ModuleKind::Task,
+            ),
+        };
 
         let mut params = serde_json::Map::new();
         for (param, value) in &job.params {
@@ -1086,17 +1467,51 @@ impl Checker<'_, '_> {
         }
 
         let limits = self.limits(&job, &at);
+        let (cron, retries, keep_runs) = self.job_timing(&job, &at);
         let grants = self.grants(&job.allow, &owner, custom_functions);
+        let notify = self.webhooks(&job, &grants, &at);
 
         task.map(|task| JobConfig {
             name: name.to_owned(),
             task,
             params,
             schedule: job.schedule,
+            cron,
+            missed: job.missed,
+            concurrency: job.concurrency,
+            retries,
+            keep_runs,
             retention: job.retention,
             limits,
             grants,
+            notify,
         })
+    }
+
+    /// Validate the job's `notify` webhooks against its HTTP grants.
+    fn webhooks(
+        &mut self,
+        job: &JobFile,
+        grants: &Grants,
+        at: &dyn Fn(&[&str]) -> Vec<Seg>,
+    ) -> Vec<crate::daemon::notify::Webhook> {
+        let mut webhooks = Vec::new();
+        for (i, file) in job.notify.targets.iter().enumerate() {
+            match crate::daemon::notify::Webhook::from_file(file, &grants.http) {
+                Ok(webhook) => webhooks.push(webhook),
+                Err(problems) => {
+                    for (field, message) in problems {
+                        let mut path = at(&["notify"]);
+                        if job.notify.is_list {
+                            path.push(Seg::Index(i));
+                        }
+                        path.extend(key_path_segs(&field));
+                        self.report(&path, message);
+                    }
+                }
+            }
+        }
+        webhooks
     }
 
     fn limits(&mut self, job: &JobFile, at: &dyn Fn(&[&str]) -> Vec<Seg>) -> Limits {
@@ -1218,7 +1633,8 @@ impl Checker<'_, '_> {
         }
 
         for (i, function) in allow.functions.iter().enumerate() {
-            let builtin = builtins::find(function);
+            let builtin = builtins::find_kind(function, ModuleKind::Function)
+                .or_else(|| builtins::find(function));
             let known = match builtin {
                 Some(b) => b.kind == ModuleKind::Function,
                 None => custom_functions.contains_key(function),
@@ -1265,6 +1681,60 @@ fn span_of(table: &DeTable<'_>, path: &[Seg]) -> Option<Range<usize>> {
         };
     }
     Some(value.span())
+}
+
+/// The Task module a pipeline step names: `builtin:NAME` or a `.wasm` path
+/// (resolved against `base_dir`).
+fn resolve_task(task: &str, base_dir: &Path) -> Result<ModuleRef, String> {
+    let source = if let Some(name) = task.strip_prefix("builtin:") {
+        let Some(builtin) = builtins::find_kind(name, ModuleKind::Task) else {
+            let tasks = builtins::all()
+                .iter()
+                .filter(|b| b.kind == ModuleKind::Task)
+                .map(|b| b.name)
+                .collect::<Vec<_>>();
+            return Err(format!(
+                "no builtin task `{name}`{}; builtin tasks: {}",
+                did_you_mean(name, tasks.iter().copied()),
+                tasks.join(", ")
+            ));
+        };
+        builtin.source()
+    } else {
+        let path = normalize(&base_dir.join(task));
+        if !path.is_file() {
+            return Err(format!(
+                "file not found: {} (write `builtin:NAME` for a builtin task)",
+                path.display()
+            ));
+        }
+        ModuleSource::File(path)
+    };
+    Ok(ModuleRef {
+        source,
+        sha256: None,
+    })
+}
+
+/// `backup.steps[1].function` as key path segments.
+fn key_path_segs(path: &str) -> Vec<Seg> {
+    let mut segs = Vec::new();
+    for part in path.split('.').filter(|p| !p.is_empty()) {
+        let mut rest = part;
+        if let Some(open) = rest.find('[') {
+            segs.push(key(&rest[..open]));
+            rest = &rest[open..];
+            while let Some(close) = rest.find(']') {
+                if let Ok(i) = rest[1..close].parse() {
+                    segs.push(Seg::Index(i));
+                }
+                rest = &rest[close + 1..];
+            }
+        } else {
+            segs.push(key(rest));
+        }
+    }
+    segs
 }
 
 fn kind_name(kind: ModuleKind) -> &'static str {
@@ -1399,7 +1869,7 @@ fn default_cache_dir(
 }
 
 /// A TOML param as JSON; datetimes become their TOML text (RFC 3339).
-fn toml_to_json(value: &toml::Value) -> Result<serde_json::Value, String> {
+pub(crate) fn toml_to_json(value: &toml::Value) -> Result<serde_json::Value, String> {
     use serde_json::Value as Json;
     Ok(match value {
         toml::Value::String(s) => Json::String(s.clone()),
@@ -1821,15 +2291,33 @@ allow.functions = ["snapshot", "http-request"]
     }
 
     #[test]
+    fn a_task_and_a_function_may_share_a_builtin_name() -> anyhow::Result<()> {
+        let config = parse(
+            "[functions.run]\nmodule = \"builtin:command\"\n\n\
+             [jobs.db]\ntask = \"builtin:command\"\nallow.functions = [\"command\", \"run\"]\n",
+            "test.toml",
+            Path::new("/srv/cairn"),
+        )?;
+        let job = config.job("db")?;
+        let task = builtins::find_kind("command", ModuleKind::Task).unwrap();
+        let function = builtins::find_kind("command", ModuleKind::Function).unwrap();
+        assert_ne!(task.id, function.id);
+        assert_eq!(job.task.source, task.source());
+        assert_eq!(config.functions["run"].source, function.source());
+        assert!(job.grants.functions.contains("command"));
+        Ok(())
+    }
+
+    #[test]
     fn builtins_of_the_wrong_kind_are_rejected() {
         let problems = problems(
             r#"
 [functions.mine]
-module = "builtin:command"
+module = "builtin:directory"
 
 [jobs.db]
 task = "builtin:http-request"
-allow.functions = ["command", "mine", "nope"]
+allow.functions = ["directory", "mine", "nope"]
 "#,
         );
         assert_eq!(problems.len(), 4, "{problems:#?}");

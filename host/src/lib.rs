@@ -10,10 +10,14 @@
 //! - [`state`]: run history and per-job key/value state.
 //! - [`runner`]: runs a job end to end and records it.
 //! - [`builtins`]: modules embedded in the binary.
+//! - [`daemon`]: scheduled runs, HTTP API and metrics (`cairn daemon`).
+//! - [`pipeline`]: tasks written in TOML as ordered Function steps.
 
 pub mod builtins;
 pub mod capabilities;
 pub mod config;
+pub mod daemon;
+pub mod pipeline;
 pub mod repository;
 pub mod runner;
 pub mod runtime;

@@ -521,13 +521,11 @@ impl Scope {
             "run" => {
                 return match parts.next() {
                     Some("id") => Ok(Value::String(self.run_id.clone())),
-                    Some("snapshot") => Ok(self.snapshot.clone().map_or(Value::Null, Value::String)),
-                    Some("status") => Ok(Value::String(
-                        self.outcome.clone().unwrap_or_default().0,
-                    )),
-                    Some("error") => Ok(Value::String(
-                        self.outcome.clone().unwrap_or_default().1,
-                    )),
+                    Some("snapshot") => {
+                        Ok(self.snapshot.clone().map_or(Value::Null, Value::String))
+                    }
+                    Some("status") => Ok(Value::String(self.outcome.clone().unwrap_or_default().0)),
+                    Some("error") => Ok(Value::String(self.outcome.clone().unwrap_or_default().1)),
                     _ => Err(format!("unknown reference `{{{{{reference}}}}}`")),
                 };
             }
@@ -538,7 +536,9 @@ impl Scope {
         let name = parts.next().unwrap_or_default();
         let mut value = root.get(name).ok_or_else(|| match what {
             "param" => format!("`{{{{{reference}}}}}`: the job has no param `{name}`"),
-            _ => format!("`{{{{{reference}}}}}`: step `{name}` has no result (it did not run or failed)"),
+            _ => format!(
+                "`{{{{{reference}}}}}`: step `{name}` has no result (it did not run or failed)"
+            ),
         })?;
         let mut path = vec![name];
         for part in parts {
@@ -712,7 +712,10 @@ pub async fn run_phase(
         Some(_) => "failed",
     };
     if let Some(stop) = &stopped {
-        log.host("warn", &format!("{}; running finally steps", stop.message()));
+        log.host(
+            "warn",
+            &format!("{}; running finally steps", stop.message()),
+        );
     }
     scope.outcome = Some((
         status.to_string(),
@@ -783,7 +786,9 @@ async fn run_step(
     };
     let out = match out {
         Ok(text) => text,
-        Err(RunError::Module(e)) => return Err(format!("{label} failed: {}", describe_wit_error(&e))),
+        Err(RunError::Module(e)) => {
+            return Err(format!("{label} failed: {}", describe_wit_error(&e)));
+        }
         Err(e) => return Err(format!("{label} failed: {e}")),
     };
     setup.log.host(
@@ -930,10 +935,22 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(text.contains("backup.steps[0].params: `{{steps.b}}` refers to step `b`, which does not run before"), "{text}");
-        assert!(text.contains("param `typo`, which the pipeline does not declare"), "{text}");
-        assert!(text.contains("`{{run.status}}` is only known in `finally` steps"), "{text}");
-        assert!(text.contains("backup.steps[1].function: no function `nope`"), "{text}");
-        assert!(text.contains("backup.finally[1].name: another step is already called `a`"), "{text}");
+        assert!(
+            text.contains("param `typo`, which the pipeline does not declare"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`{{run.status}}` is only known in `finally` steps"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backup.steps[1].function: no function `nope`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("backup.finally[1].name: another step is already called `a`"),
+            "{text}"
+        );
         // Finally steps may refer to any main step and to run.status/error.
         assert!(!text.contains("backup.finally[0].params"), "{text}");
         assert_eq!(problems.len(), 5, "{text}");

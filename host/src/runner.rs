@@ -8,7 +8,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 use url::Url;
 
 use crate::capabilities::grants_phrase;
@@ -16,12 +17,12 @@ use crate::capabilities::log::{Redactor, RunLog};
 use crate::capabilities::progress::{ProgressSink, no_progress};
 use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::storage::{RunStorage, StorageMode};
-use crate::config::{Config, Grants, JobConfig, Problem};
+use crate::config::{Config, Grants, JobConfig, ModuleSource, Problem};
 use crate::repository::{RepoError, Repository, SnapshotInfo, SnapshotMeta};
 use crate::runtime::bindings::task::cairn::plugin::types::Context;
 use crate::runtime::{Description, LoadedModule, RunError, RunSetup, Runtime, TaskOp};
 use crate::state::sqlite::SqliteStore;
-use crate::state::{RunKind, RunOutcome, RunRecord, RunStatus, StateStore};
+use crate::state::{NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateStore, Trigger};
 
 /// How a run ended, as reported to the caller.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -38,6 +39,55 @@ impl RunReport {
         self.run.status == RunStatus::Succeeded
     }
 }
+
+/// How to run a job: everything but the job and the kind.
+pub struct RunOptions {
+    /// Params merged over the job's params.
+    pub overrides: Map<String, Value>,
+    /// The snapshot a restore reads: an id, a unique prefix or `latest`
+    /// (default `latest`). Ignored by backups.
+    pub snapshot: Option<String>,
+    /// Where progress goes.
+    pub progress: ProgressSink,
+    /// Cancelling it stops the run: the task is dropped (its child processes
+    /// are killed), a pipeline's `finally` steps still run, a backup's
+    /// snapshot is not committed, and the run is recorded `cancelled`.
+    pub cancel: CancellationToken,
+    /// What started the run (default: the command line).
+    pub trigger: Trigger,
+    /// Attempt number under one fire (default 1).
+    pub attempt: u32,
+    /// The schedule time the run fires for, ms since the Unix epoch (UTC).
+    pub scheduled_at_ms: Option<i64>,
+    /// Whether a backup must be the only one of its job queued or running, in
+    /// any process (default `true`; the daemon passes `false` for jobs with
+    /// `concurrency = "allow"`). Restores are never exclusive.
+    pub exclusive: bool,
+    /// A run the caller already recorded as queued (with
+    /// [`StateStore::queue_run`]); `None` records a new one.
+    pub queued: Option<RunRecord>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            overrides: Map::new(),
+            snapshot: None,
+            progress: no_progress(),
+            cancel: CancellationToken::new(),
+            trigger: Trigger::Cli,
+            attempt: 1,
+            scheduled_at_ms: None,
+            exclusive: true,
+            queued: None,
+        }
+    }
+}
+
+/// Why a run did not succeed, when it is not an ordinary failure.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Cancelled(pub String);
 
 /// What a run produced besides its result.
 #[derive(Default)]
@@ -136,14 +186,37 @@ impl Runner {
         &self,
         job_name: &str,
         kind: RunKind,
-        overrides: Map<String, Value>,
-        snapshot: Option<&str>,
-        progress: ProgressSink,
+        opts: RunOptions,
     ) -> anyhow::Result<RunReport> {
+        let RunOptions {
+            overrides,
+            snapshot,
+            progress,
+            cancel,
+            trigger,
+            attempt,
+            scheduled_at_ms,
+            exclusive,
+            queued,
+        } = opts;
+        let snapshot = snapshot.as_deref();
         let job = self.config.job(job_name)?;
         let mut params = job.params.clone();
         params.extend(overrides);
-        let record = self.store.start_run(&job.name, kind)?;
+        // Recorded as queued before anything else (an exclusive backup is
+        // refused here if another one of the job is going), then running.
+        let queued = match queued {
+            Some(record) => record,
+            None => self.store.queue_run(&NewRun {
+                job: job.name.clone(),
+                kind,
+                trigger,
+                attempt,
+                scheduled_at_ms,
+                exclusive: exclusive && kind == RunKind::Backup,
+            })?,
+        };
+        let record = self.store.mark_running(&queued.id)?;
         let setup = self.setup(job, &record.id, progress);
         let log = setup.log.clone();
         let last_progress = setup.last_progress.clone();
@@ -167,6 +240,7 @@ impl Runner {
                 snapshot,
                 setup,
                 &mut executed,
+                &cancel,
             )
             .await;
         let (status, error, result) = match outcome {
@@ -174,6 +248,11 @@ impl Runner {
                 RunStatus::Succeeded,
                 None,
                 Some(redact_json(log.redactor(), json)),
+            ),
+            Err(e) if e.downcast_ref::<Cancelled>().is_some() => (
+                RunStatus::Cancelled,
+                Some(log.redactor().redact(&format!("{e:#}"))),
+                None,
             ),
             Err(e) => (
                 RunStatus::Failed,
@@ -186,9 +265,12 @@ impl Runner {
             let total = p.total.map(|t| format!(" of {t}")).unwrap_or_default();
             log.host("info", &format!("progress: {}{total}{unit}", p.done));
         }
-        match &error {
-            None => log.host("info", &format!("{} succeeded", kind_word(kind))),
-            Some(e) => log.host("error", &format!("{} failed: {e}", kind_word(kind))),
+        match (&error, status) {
+            (None, _) => log.host("info", &format!("{} succeeded", kind_word(kind))),
+            (Some(e), RunStatus::Cancelled) => {
+                log.host("warn", &format!("{} cancelled: {e}", kind_word(kind)));
+            }
+            (Some(e), _) => log.host("error", &format!("{} failed: {e}", kind_word(kind))),
         }
         let progress_bytes = last_progress
             .lock()
@@ -318,12 +400,21 @@ impl Runner {
         snapshot: Option<&str>,
         mut setup: RunSetup,
         executed: &mut Executed,
+        cancel: &CancellationToken,
     ) -> anyhow::Result<Value> {
-        let module = self
-            .runtime
-            .load(&job.task)
-            .await
-            .with_context(|| format!("job `{}`", job.name))?;
+        let pipeline = match &job.task.source {
+            ModuleSource::Pipeline(key) => Some(self.pipeline(key)?),
+            _ => None,
+        };
+        let module = match pipeline {
+            Some(_) => None,
+            None => Some(
+                self.runtime
+                    .load(&job.task)
+                    .await
+                    .with_context(|| format!("job `{}`", job.name))?,
+            ),
+        };
         let (storage, restoring) = self
             .storage(job, kind, run_id, snapshot)
             .await
@@ -337,23 +428,88 @@ impl Runner {
         }
         let storage = storage.with_progress(&job.name, setup.progress.clone());
         setup.storage = storage.clone();
-        let context = Context {
-            job: job.name.clone(),
-            run_id: run_id.to_string(),
-            params: Value::Object(params).to_string(),
-            snapshot: restoring.as_ref().map(|i| i.id.clone()),
-        };
-        let op = match kind {
-            RunKind::Backup => TaskOp::Backup,
-            RunKind::Restore => TaskOp::Restore,
-        };
         let log = setup.log.clone();
-        let out = self.runtime.run_task(&module, op, context, setup).await;
-        executed.bytes = storage.bytes();
-        let out = out.map_err(|e| {
-            anyhow::Error::new(e).context(format!("{} of job `{}`", kind_word(kind), job.name))
-        })?;
-        let value: Value = serde_json::from_str(&out)?;
+        let value = match (module, pipeline) {
+            (Some(module), _) => {
+                let context = Context {
+                    job: job.name.clone(),
+                    run_id: run_id.to_string(),
+                    params: Value::Object(params).to_string(),
+                    snapshot: restoring.as_ref().map(|i| i.id.clone()),
+                };
+                let op = match kind {
+                    RunKind::Backup => TaskOp::Backup,
+                    RunKind::Restore => TaskOp::Restore,
+                };
+                let out = tokio::select! {
+                    out = self.runtime.run_task(&module, op, context, setup) => Some(out),
+                    () = cancel.cancelled() => None,
+                };
+                // A cancelled task's store is dropped above, killing its processes.
+                executed.bytes = storage.bytes();
+                let Some(out) = out else {
+                    return Err(Cancelled(format!(
+                        "{} of job `{}` was cancelled",
+                        kind_word(kind),
+                        job.name
+                    ))
+                    .into());
+                };
+                let out = out.map_err(|e| {
+                    anyhow::Error::new(e).context(format!(
+                        "{} of job `{}`",
+                        kind_word(kind),
+                        job.name
+                    ))
+                })?;
+                serde_json::from_str(&out)?
+            }
+            (None, Some(pipeline)) => {
+                let phase = match kind {
+                    RunKind::Backup => pipeline.backup.as_ref(),
+                    RunKind::Restore => pipeline.restore.as_ref(),
+                };
+                let Some(phase) = phase else {
+                    anyhow::bail!(
+                        "pipeline `{}` of job `{}` has no {} steps",
+                        pipeline.name,
+                        job.name,
+                        kind_word(kind)
+                    );
+                };
+                let scope = crate::pipeline::Scope {
+                    params,
+                    job: job.name.clone(),
+                    run_id: run_id.to_string(),
+                    snapshot: restoring.as_ref().map(|i| i.id.clone()),
+                    restoring: kind == RunKind::Restore,
+                    ..Default::default()
+                };
+                let timeout = job.limits.timeout;
+                let outcome = crate::pipeline::run_phase(
+                    &self.runtime,
+                    &pipeline,
+                    phase,
+                    scope,
+                    &setup,
+                    timeout,
+                    cancel,
+                )
+                .await;
+                // Function stores are gone; release the run's handle on the
+                // snapshot so it can be committed.
+                drop(setup);
+                executed.bytes = storage.bytes();
+                if let Some(error) = outcome.error() {
+                    if matches!(outcome.stopped, Some(crate::pipeline::Stop::Cancelled(_))) {
+                        return Err(Cancelled(error).into());
+                    }
+                    anyhow::bail!("{error}");
+                }
+                json!({ "steps": outcome.results })
+            }
+            (None, None) => unreachable!("a job runs a module or a pipeline"),
+        };
         if let Some(session) = storage.take_backup()? {
             let info = tokio::task::spawn_blocking(move || session.commit())
                 .await?
@@ -369,6 +525,72 @@ impl Runner {
             executed.snapshot_id = Some(info.id);
         }
         Ok(value)
+    }
+
+    /// The pipeline registered under `key`.
+    fn pipeline(&self, key: &str) -> anyhow::Result<Arc<crate::pipeline::Pipeline>> {
+        self.config
+            .pipelines
+            .get(key)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no pipeline `{key}` in the configuration"))
+    }
+
+    /// Problems with a pipeline job: missing required params, and step
+    /// functions that do not load or are not Functions.
+    async fn check_pipeline(&self, job: &JobConfig, key: &str) -> Vec<Problem> {
+        let at = |k: &str| format!("job `{}`, key `{k}`", job.name);
+        let pipeline = match self.pipeline(key) {
+            Ok(p) => p,
+            Err(e) => {
+                return vec![Problem {
+                    location: at("task"),
+                    message: format!("{e:#}"),
+                }];
+            }
+        };
+        let mut problems = Vec::new();
+        for (name, decl) in &pipeline.params {
+            if decl.required && decl.default.is_none() && !job.params.contains_key(name) {
+                problems.push(Problem {
+                    location: at(&format!("params.{name}")),
+                    message: format!(
+                        "pipeline `{}` requires param `{name}`: {}",
+                        pipeline.name, decl.description
+                    ),
+                });
+            }
+        }
+        let steps = [&pipeline.backup, &pipeline.restore]
+            .into_iter()
+            .flatten()
+            .flat_map(|p| p.steps.iter().chain(&p.finally));
+        let mut seen = std::collections::BTreeSet::new();
+        for step in steps {
+            if !seen.insert(step.calls.clone()) {
+                continue;
+            }
+            let wanted = if step.is_task {
+                crate::builtins::ModuleKind::Task
+            } else {
+                crate::builtins::ModuleKind::Function
+            };
+            match self.runtime.load(&step.module).await {
+                Ok(m) if m.kind == wanted => {}
+                Ok(m) => problems.push(Problem {
+                    location: at("task"),
+                    message: format!(
+                        "pipeline `{}`, step `{}`: the module of {} is a {:?} module, not a {:?}",
+                        pipeline.name, step.name, step.calls, m.kind, wanted
+                    ),
+                }),
+                Err(e) => problems.push(Problem {
+                    location: at("task"),
+                    message: format!("pipeline `{}`, step `{}`: {e:#}", pipeline.name, step.name),
+                }),
+            }
+        }
+        problems
     }
 
     /// Describe the module of `job` (loads and instantiates it with no grants).
@@ -389,6 +611,10 @@ impl Runner {
     pub async fn check(&self) -> Vec<Problem> {
         let mut problems = Vec::new();
         for job in self.config.jobs.values() {
+            if let ModuleSource::Pipeline(key) = &job.task.source {
+                problems.extend(self.check_pipeline(job, key).await);
+                continue;
+            }
             match self.describe_job(job).await {
                 Ok((_, d)) => problems.extend(check_needs(job, &d, &self.config.base_dir)),
                 Err(e) => problems.push(Problem {
@@ -398,6 +624,154 @@ impl Runner {
             }
         }
         problems
+    }
+}
+
+/// A snapshot whose forget hook failed, so it was kept.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForgetFailure {
+    /// The snapshot kept.
+    pub snapshot: SnapshotInfo,
+    /// Why its hook failed (redacted).
+    pub error: String,
+}
+
+/// Outcome of [`Runner::forget_job`].
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ForgetOutcome {
+    /// Snapshots kept and removed (or that would be, when `dry_run`). A
+    /// snapshot whose hook failed is in `kept`.
+    pub report: crate::repository::ForgetReport,
+    /// Snapshots kept because their task's `forget` hook failed; they are
+    /// tried again at the next forget.
+    pub failed: Vec<ForgetFailure>,
+}
+
+impl Runner {
+    /// Apply the retention of job `job_name`: every snapshot its rules drop
+    /// is first shown to the task's `forget` hook (which may, for example,
+    /// delete the Elasticsearch snapshot it names); a snapshot is removed
+    /// only when its hook succeeds, and kept otherwise (see
+    /// [`ForgetOutcome::failed`]). With `dry_run` nothing is called or
+    /// removed. An empty retention keeps everything.
+    ///
+    /// # Errors
+    /// Unknown job, no repository, or the repository failing. A failing
+    /// hook is not an `Err`.
+    pub async fn forget_job(&self, job_name: &str, dry_run: bool) -> anyhow::Result<ForgetOutcome> {
+        let job = self.config.job(job_name)?;
+        let repo = self.repository(false).await?;
+        let (name, keep) = (job.name.clone(), job.retention.clone());
+        let r = repo.clone();
+        let mut plan = tokio::task::spawn_blocking(move || r.forget(&name, &keep, true)).await??;
+        if dry_run || plan.removed.is_empty() {
+            plan.dry_run = dry_run;
+            return Ok(ForgetOutcome {
+                report: plan,
+                failed: Vec::new(),
+            });
+        }
+        let mut remove = Vec::new();
+        let mut failed = Vec::new();
+        for snapshot in std::mem::take(&mut plan.removed) {
+            match self.forget_hook(job, &snapshot).await {
+                Ok(_) => remove.push(snapshot),
+                Err(e) => {
+                    let error = format!("{e:#}");
+                    tracing::warn!(
+                        "keeping snapshot {} of job `{}`: its forget hook failed: {error}",
+                        snapshot.short_id,
+                        job.name
+                    );
+                    failed.push(ForgetFailure { snapshot, error });
+                }
+            }
+        }
+        let ids: Vec<String> = remove.iter().map(|s| s.id.clone()).collect();
+        let name = job.name.clone();
+        let removed = if ids.is_empty() {
+            Vec::new()
+        } else {
+            tokio::task::spawn_blocking(move || repo.forget_snapshots(&name, &ids)).await??
+        };
+        plan.kept.extend(failed.iter().map(|f| f.snapshot.clone()));
+        plan.kept
+            .sort_by(|a, b| a.time_ms.cmp(&b.time_ms).then_with(|| a.id.cmp(&b.id)));
+        plan.removed = removed;
+        plan.dry_run = false;
+        Ok(ForgetOutcome {
+            report: plan,
+            failed,
+        })
+    }
+
+    /// Run the `forget` hook of `job`'s task for `snapshot`, which is about
+    /// to be forgotten: the task gets the job's params and grants, and
+    /// `storage` reads `snapshot` as in a restore. Pipeline tasks have no
+    /// hook (`null`). The hook's log lines go to the host's log, redacted.
+    ///
+    /// # Errors
+    /// When the module cannot be loaded, the snapshot cannot be opened, or
+    /// the hook fails; the message names the job and the snapshot.
+    pub async fn forget_hook(
+        &self,
+        job: &JobConfig,
+        snapshot: &SnapshotInfo,
+    ) -> anyhow::Result<Value> {
+        if matches!(job.task.source, ModuleSource::Pipeline(_)) {
+            return Ok(Value::Null);
+        }
+        let what = || {
+            format!(
+                "forget hook of job `{}` for snapshot {}",
+                job.name, snapshot.short_id
+            )
+        };
+        let module = self.runtime.load(&job.task).await.with_context(what)?;
+        let repo = self.repository(false).await.with_context(what)?;
+        let info = snapshot.clone();
+        let session = tokio::task::spawn_blocking(move || repo.open_restore(&info))
+            .await?
+            .with_context(what)?;
+        let run_id = format!("forget-{}", snapshot.short_id);
+        let mut setup = self.setup(job, &run_id, no_progress());
+        setup.storage = RunStorage::new(StorageMode::Restore(Arc::new(session)));
+        let log = setup.log.clone();
+        let context = Context {
+            job: job.name.clone(),
+            run_id,
+            params: Value::Object(job.params.clone()).to_string(),
+            snapshot: Some(snapshot.id.clone()),
+        };
+        let out = self
+            .runtime
+            .run_task(&module, TaskOp::Forget, context, setup)
+            .await;
+        match out {
+            Ok(text) => {
+                let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                let value = redact_json(log.redactor(), value);
+                log.host(
+                    "info",
+                    &format!(
+                        "forget hook for snapshot {} succeeded: {value}",
+                        snapshot.short_id
+                    ),
+                );
+                Ok(value)
+            }
+            Err(e) => {
+                let message = log.redactor().redact(&e.to_string());
+                log.host(
+                    "error",
+                    &format!(
+                        "forget hook for snapshot {} failed: {message}",
+                        snapshot.short_id
+                    ),
+                );
+                Err(anyhow::anyhow!(message)).with_context(what)
+            }
+        }
     }
 }
 
@@ -488,6 +862,9 @@ fn task_tag(job: &JobConfig) -> String {
         crate::config::ModuleSource::File(p) => p
             .file_stem()
             .map_or_else(|| "module".into(), |s| s.to_string_lossy().into_owned()),
+        crate::config::ModuleSource::Pipeline(key) => Path::new(key.trim_start_matches("builtin:"))
+            .file_stem()
+            .map_or_else(|| key.clone(), |s| s.to_string_lossy().into_owned()),
     }
 }
 
@@ -508,6 +885,13 @@ fn label(job: &JobConfig) -> String {
     match &job.task.source {
         crate::config::ModuleSource::Builtin(n) => format!("builtin:{n}"),
         crate::config::ModuleSource::File(p) => p.display().to_string(),
+        crate::config::ModuleSource::Pipeline(key) if key.starts_with("builtin:") => {
+            format!("{key} (pipeline)")
+        }
+        crate::config::ModuleSource::Pipeline(key) if key.ends_with(".toml") => {
+            format!("{key} (pipeline)")
+        }
+        crate::config::ModuleSource::Pipeline(key) => format!("pipeline:{key}"),
     }
 }
 

@@ -15,11 +15,22 @@ use crate::support::{Scratch, workspace_root};
 
 /// `examples/NAME/cairn.toml` with each `(from, to)` replaced, loaded into a
 /// runner in `scratch`.
-fn example_runner(scratch: &Scratch, name: &str, swaps: &[(&str, &Path)]) -> anyhow::Result<Runner> {
-    let path = workspace_root().join("examples").join(name).join("cairn.toml");
+fn example_runner(
+    scratch: &Scratch,
+    name: &str,
+    swaps: &[(&str, &Path)],
+) -> anyhow::Result<Runner> {
+    let path = workspace_root()
+        .join("examples")
+        .join(name)
+        .join("cairn.toml");
     let mut text = std::fs::read_to_string(&path).with_context(|| path.display().to_string())?;
     for (from, to) in swaps {
-        anyhow::ensure!(text.contains(from), "{} does not mention {from}", path.display());
+        anyhow::ensure!(
+            text.contains(from),
+            "{} does not mention {from}",
+            path.display()
+        );
         text = text.replace(from, &to.display().to_string());
     }
     scratch.runner(&text)
@@ -33,7 +44,9 @@ fn params(value: Value) -> Map<String, Value> {
 fn table_digest(db: &str, table: &str) -> anyhow::Result<String> {
     psql(
         db,
-        &format!("SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t"),
+        &format!(
+            "SELECT count(*) || ':' || md5(coalesce(string_agg(t::text, '|' ORDER BY t.id), '')) FROM {table} t"
+        ),
     )
 }
 
@@ -85,7 +98,12 @@ async fn nuxeo_example_backs_up_database_then_binaries_in_one_snapshot_and_resto
             },
         )
         .await?;
-    assert_eq!(report.run.status, RunStatus::Succeeded, "{:?}", report.run.error);
+    assert_eq!(
+        report.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        report.run.error
+    );
     let result = report.result.context("result")?;
     assert!(result["steps"]["database"].is_object(), "{result}");
     assert!(result["steps"]["binaries"].is_object(), "{result}");
@@ -106,7 +124,10 @@ async fn nuxeo_example_backs_up_database_then_binaries_in_one_snapshot_and_resto
             .position(|l| l.message.contains(needle))
             .with_context(|| format!("no log line with {needle:?}"))
     };
-    assert!(position("step `database` (task `builtin:postgres`) succeeded")? < position("step `binaries` (task `builtin:directory`) started")?);
+    assert!(
+        position("step `database` (task `builtin:postgres`) succeeded")?
+            < position("step `binaries` (task `builtin:directory`) started")?
+    );
 
     let restore = runner
         .run(
@@ -118,8 +139,16 @@ async fn nuxeo_example_backs_up_database_then_binaries_in_one_snapshot_and_resto
             },
         )
         .await?;
-    assert_eq!(restore.run.status, RunStatus::Succeeded, "{:?}", restore.run.error);
-    assert_eq!(table_digest(&target, "hierarchy")?, table_digest(&db, "hierarchy")?);
+    assert_eq!(
+        restore.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        restore.run.error
+    );
+    assert_eq!(
+        table_digest(&target, "hierarchy")?,
+        table_digest(&db, "hierarchy")?
+    );
     assert_eq!(
         std::fs::read(restored.join("ab/cd/abcd1234"))?,
         vec![7u8; 300_000]
@@ -188,7 +217,11 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
             .body(bulk)
             .send()
             .await?;
-        anyhow::ensure!(response.status().is_success(), "bulk: {}", response.text().await?);
+        anyhow::ensure!(
+            response.status().is_success(),
+            "bulk: {}",
+            response.text().await?
+        );
     }
 
     let runtime = scratch.path("runtime");
@@ -199,7 +232,10 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
         "tosca_definitions_version: alien_dsl_1_4_0\n",
     )?;
     std::fs::create_dir_all(&config)?;
-    std::fs::write(config.join("alien4cloud-config.yml"), "server:\n  port: 8088\n")?;
+    std::fs::write(
+        config.join("alien4cloud-config.yml"),
+        "server:\n  port: 8088\n",
+    )?;
     std::fs::write(scratch.path("password"), "a4c-example\n")?;
     // systemctl stand-in: records what it was asked.
     let calls = scratch.path("systemctl-calls");
@@ -208,7 +244,10 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
         &systemctl,
         format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
     )?;
-    std::fs::set_permissions(&systemctl, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::set_permissions(
+        &systemctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
 
     let runner = example_runner(
         &scratch,
@@ -219,7 +258,10 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
             ("/opt/alien4cloud/runtime", &runtime),
             ("/opt/alien4cloud/config", &config),
             ("http://127.0.0.1:9200", Path::new(&url)),
-            ("\"systemctl\"", Path::new(&format!("{:?}", systemctl.display().to_string()))),
+            (
+                "\"systemctl\"",
+                Path::new(&format!("{:?}", systemctl.display().to_string())),
+            ),
         ],
     )?;
     let overrides = params(json!({"indices": [format!("{prefix}-*")]}));
@@ -233,7 +275,12 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
             },
         )
         .await?;
-    assert_eq!(report.run.status, RunStatus::Succeeded, "{:?}", report.run.error);
+    assert_eq!(
+        report.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        report.run.error
+    );
     assert!(!calls.exists(), "a backup does not stop the application");
 
     // Damage everything, then restore.
@@ -256,7 +303,12 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
             },
         )
         .await?;
-    assert_eq!(restore.run.status, RunStatus::Succeeded, "{:?}", restore.run.error);
+    assert_eq!(
+        restore.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        restore.run.error
+    );
     assert_eq!(
         std::fs::read_to_string(&calls)?,
         "stop alien4cloud.service\nstart alien4cloud.service\n"
@@ -265,7 +317,11 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
         std::fs::read_to_string(config.join("alien4cloud-config.yml"))?,
         "server:\n  port: 8088\n"
     );
-    assert!(runtime.join("csar/tosca-normative-types/1.0.0/types.yml").is_file());
+    assert!(
+        runtime
+            .join("csar/tosca-normative-types/1.0.0/types.yml")
+            .is_file()
+    );
     // The alias now points at a restored index holding exactly the backed-up documents.
     let count = es(
         reqwest::Method::GET,
@@ -310,7 +366,10 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
         &systemctl,
         format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
     )?;
-    std::fs::set_permissions(&systemctl, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    std::fs::set_permissions(
+        &systemctl,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )?;
     let runner = example_runner(
         &scratch,
         "alien4cloud",
@@ -320,7 +379,10 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
             ("/opt/alien4cloud/runtime", &runtime),
             ("/opt/alien4cloud/config", &config),
             ("http://127.0.0.1:9200", Path::new(&url)),
-            ("\"systemctl\"", Path::new(&format!("{:?}", systemctl.display().to_string()))),
+            (
+                "\"systemctl\"",
+                Path::new(&format!("{:?}", systemctl.display().to_string())),
+            ),
         ],
     )?;
     let backup = runner
@@ -333,7 +395,12 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
             },
         )
         .await?;
-    assert_eq!(backup.run.status, RunStatus::Succeeded, "{:?}", backup.run.error);
+    assert_eq!(
+        backup.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        backup.run.error
+    );
 
     // The Elasticsearch step fails at restore (a cluster the job may not reach).
     let restore = runner

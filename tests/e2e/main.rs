@@ -3,6 +3,13 @@
 //! covers one area.
 
 mod cli;
+mod daemon;
+mod elasticsearch;
+mod es_snapshot;
+mod examples;
+mod functions;
+mod mariadb;
+mod pipeline;
 mod repository;
 mod sandbox;
 mod support;

@@ -69,7 +69,12 @@ async fn steps_run_in_order_and_pass_results_on() -> anyhow::Result<()> {
         "",
     ))?;
     let report = backup(&runner, "j", json!({})).await?;
-    assert_eq!(report.run.status, RunStatus::Succeeded, "{:?}", report.run.error);
+    assert_eq!(
+        report.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        report.run.error
+    );
     let seen = seen(&server);
     assert_eq!(seen.len(), 3, "{seen:?}");
     assert_eq!(seen[0].0, "POST /echo");
@@ -87,8 +92,8 @@ async fn steps_run_in_order_and_pass_results_on() -> anyhow::Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finally_steps_run_after_a_failed_step_and_both_errors_are_reported()
--> anyhow::Result<()> {
+async fn finally_steps_run_after_a_failed_step_and_both_errors_are_reported() -> anyhow::Result<()>
+{
     let server = TestServer::start().await?;
     let scratch = Scratch::new()?;
     let runner = scratch.runner(&config(
@@ -114,7 +119,8 @@ async fn finally_steps_run_after_a_failed_step_and_both_errors_are_reported()
     assert!(
         error.contains("step `boom` (function `http-request`) failed")
             && error.contains("418")
-            && error.contains("; and then finally step `also-fails` (function `http-request`) failed")
+            && error
+                .contains("; and then finally step `also-fails` (function `http-request`) failed")
             && error.contains("503"),
         "{error}"
     );
@@ -126,7 +132,10 @@ async fn finally_steps_run_after_a_failed_step_and_both_errors_are_reported()
     assert_eq!(steps, ["freeze", "thaw", "still-runs"], "{seen:?}");
     let thaw = &seen.iter().find(|(_, b)| b["step"] == "thaw").unwrap().1;
     assert_eq!(thaw["outcome"], "failed");
-    assert!(thaw["error"].as_str().unwrap().contains("step `boom`"), "{thaw}");
+    assert!(
+        thaw["error"].as_str().unwrap().contains("step `boom`"),
+        "{thaw}"
+    );
     Ok(())
 }
 
@@ -137,7 +146,10 @@ async fn a_failing_finally_step_alone_fails_the_run() -> anyhow::Result<()> {
     let runner = scratch.runner(&config(
         &server,
         &[&step("ok", r#"{ url = "{{params.base}}/json" }"#)],
-        &[&step("cleanup", r#"{ url = "{{params.base}}/status/500" }"#)],
+        &[&step(
+            "cleanup",
+            r#"{ url = "{{params.base}}/status/500" }"#,
+        )],
         "",
     ))?;
     let error = run_error(&backup(&runner, "j", json!({})).await?)?;
@@ -163,9 +175,16 @@ async fn finally_steps_run_when_the_run_times_out() -> anyhow::Result<()> {
     ))?;
     let started = Instant::now();
     let report = backup(&runner, "j", json!({})).await?;
-    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
     let error = run_error(&report)?;
-    assert!(error.contains("exceeded the run's timeout of 1s"), "{error}");
+    assert!(
+        error.contains("exceeded the run's timeout of 1s"),
+        "{error}"
+    );
     let seen = seen(&server);
     assert_eq!(seen.len(), 1, "{seen:?}");
     assert_eq!(seen[0].1["outcome"], "failed");
@@ -205,7 +224,12 @@ async fn a_cancelled_run_runs_finally_and_is_recorded_cancelled() -> anyhow::Res
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(report.run.status, RunStatus::Cancelled, "{:?}", report.run);
     assert!(
-        report.run.error.as_deref().unwrap_or_default().contains("cancelled"),
+        report
+            .run
+            .error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("cancelled"),
         "{:?}",
         report.run.error
     );
@@ -359,15 +383,26 @@ async fn datadir_pipeline_archives_the_data_path_and_turns_flush_and_allocation_
     let scratch = Scratch::new()?;
     let data = scratch.path("es-data");
     std::fs::create_dir_all(data.join("nodes/0/indices/idx/0"))?;
-    std::fs::write(data.join("nodes/0/indices/idx/0/segments_1"), b"segment bytes")?;
+    std::fs::write(
+        data.join("nodes/0/indices/idx/0/segments_1"),
+        b"segment bytes",
+    )?;
     std::fs::write(data.join("nodes/0/_state"), b"state")?;
 
     let runner = scratch.runner(&datadir_job(&es, &data, "read-write"))?;
     let report = backup(&runner, "es", json!({})).await?;
-    assert_eq!(report.run.status, RunStatus::Succeeded, "{:?}", report.run.error);
+    assert_eq!(
+        report.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        report.run.error
+    );
     assert!(report.run.snapshot_id.is_some());
     let (flush, allocation) = datadir_flags(&es).await?;
-    assert_eq!((flush.as_str(), allocation.as_str()), (Some("false"), Some("false")));
+    assert_eq!(
+        (flush.as_str(), allocation.as_str()),
+        (Some("false"), Some("false"))
+    );
     let logs = runner.store().logs(&report.run.id)?;
     let order: Vec<&str> = logs
         .iter()
@@ -380,7 +415,13 @@ async fn datadir_pipeline_archives_the_data_path_and_turns_flush_and_allocation_
         .collect();
     assert_eq!(
         order,
-        ["disable-flush", "disable-allocation", "archive", "enable-allocation", "enable-flush"]
+        [
+            "disable-flush",
+            "disable-allocation",
+            "archive",
+            "enable-allocation",
+            "enable-flush"
+        ]
     );
 
     // Restore puts the data directory back.
@@ -389,7 +430,12 @@ async fn datadir_pipeline_archives_the_data_path_and_turns_flush_and_allocation_
     let restored = runner
         .run("es", RunKind::Restore, RunOptions::default())
         .await?;
-    assert_eq!(restored.run.status, RunStatus::Succeeded, "{:?}", restored.run.error);
+    assert_eq!(
+        restored.run.status,
+        RunStatus::Succeeded,
+        "{:?}",
+        restored.run.error
+    );
     assert_eq!(
         std::fs::read(data.join("nodes/0/indices/idx/0/segments_1"))?,
         b"segment bytes"
@@ -417,6 +463,9 @@ async fn datadir_pipeline_turns_flush_and_allocation_back_on_when_the_archive_fa
     );
     assert!(report.run.snapshot_id.is_none(), "nothing is committed");
     let (flush, allocation) = datadir_flags(&es).await?;
-    assert_eq!((flush.as_str(), allocation.as_str()), (Some("false"), Some("false")));
+    assert_eq!(
+        (flush.as_str(), allocation.as_str()),
+        (Some("false"), Some("false"))
+    );
     Ok(())
 }

@@ -14,8 +14,7 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{any, get};
-use cairn::capabilities::progress::no_progress;
-use cairn::runner::{RunReport, Runner};
+use cairn::runner::{RunOptions, RunReport, Runner};
 use cairn::runtime::Runtime;
 use cairn::state::RunKind;
 use cairn::state::sqlite::SqliteStore;
@@ -113,7 +112,14 @@ pub async fn backup(runner: &Runner, job: &str, params: Value) -> anyhow::Result
         _ => anyhow::bail!("params must be an object"),
     };
     runner
-        .run(job, RunKind::Backup, overrides, None, no_progress())
+        .run(
+            job,
+            RunKind::Backup,
+            RunOptions {
+                overrides,
+                ..RunOptions::default()
+            },
+        )
         .await
 }
 
@@ -148,10 +154,13 @@ pub struct Seen {
 /// - `/redirect?to=URL` → 302 to URL
 /// - `/big?bytes=N` → N bytes
 /// - `/slow?ms=N` → waits N ms, then `{"slow": true}`
+/// - `/poll/{key}?ready=N&fail=M` → `{"state": "PENDING", "polls": K}` on
+///   the K-th request for `key`, `"DONE"` from the N-th on, `"FAILED"` from
+///   the M-th on (polls are recorded in [`TestServer::seen`])
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub url: String,
-    /// Requests received on `/echo`.
+    /// Requests received on `/echo` and `/poll`.
     pub seen: Arc<Mutex<Vec<Seen>>>,
     _task: tokio::task::JoinHandle<()>,
 }
@@ -171,6 +180,7 @@ impl TestServer {
             .route("/redirect", get(redirect))
             .route("/big", get(big))
             .route("/slow", get(slow))
+            .route("/poll/{key}", get(poll))
             .with_state(seen.clone());
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
@@ -184,7 +194,7 @@ impl TestServer {
         })
     }
 
-    /// Requests seen on `/echo` so far.
+    /// Requests seen on `/echo` and `/poll` so far.
     pub fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
@@ -235,6 +245,32 @@ async fn slow(Query(q): Query<BTreeMap<String, String>>) -> axum::Json<Value> {
     let ms: u64 = q.get("ms").and_then(|b| b.parse().ok()).unwrap_or(0);
     tokio::time::sleep(Duration::from_millis(ms)).await;
     axum::Json(json!({"slow": true}))
+}
+
+async fn poll(
+    State(seen): State<Arc<Mutex<Vec<Seen>>>>,
+    axum::extract::Path(key): axum::extract::Path<String>,
+    Query(q): Query<BTreeMap<String, u64>>,
+) -> axum::Json<Value> {
+    let request = format!("GET /poll/{key}");
+    let polls = {
+        let mut seen = seen.lock().unwrap();
+        seen.push(Seen {
+            request: request.clone(),
+            headers: BTreeMap::new(),
+            body: String::new(),
+        });
+        seen.iter().filter(|s| s.request == request).count() as u64
+    };
+    let reached = |param: &str| q.get(param).is_some_and(|n| polls >= *n);
+    let state = if reached("fail") {
+        "FAILED"
+    } else if reached("ready") {
+        "DONE"
+    } else {
+        "PENDING"
+    };
+    axum::Json(json!({"state": state, "polls": polls}))
 }
 
 // ---------------------------------------------------------------------------

@@ -451,7 +451,10 @@ impl api::DaemonControl for Daemon {
             .into_iter()
             .map(|j| {
                 let mut view = job_view(j);
-                view.last_run = store.runs(Some(&view.name), 1).ok().and_then(|mut r| r.pop());
+                view.last_run = store
+                    .runs(Some(&view.name), 1)
+                    .ok()
+                    .and_then(|mut r| r.pop());
                 view
             })
             .collect()

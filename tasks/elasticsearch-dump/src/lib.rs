@@ -1,0 +1,647 @@
+//! `builtin:elasticsearch-dump`: a Task that dumps Elasticsearch indices
+//! over the REST API — settings, mappings, aliases and every document — and
+//! restores them into NEW indices, then moves the aliases to them in one
+//! atomic call. It does what es_dump_restore, elasticdump and Alien4Cloud's
+//! poller do, for clusters where snapshot repositories are not an option.
+//! Elasticsearch 7.x and 8.x (and OpenSearch) are supported.
+//!
+//! # Params
+//!
+//! - `url` (required): the cluster, e.g. `http://127.0.0.1:9200`.
+//! - `indices` (default `["*"]`): index names and `*` patterns, as a list or
+//!   one comma-separated string; an entry starting with `-` removes what it
+//!   matches from the entries before it (`["logs-*", "-logs-debug-*"]`).
+//!   Indices whose name starts with `.` (`.kibana`, `.security`, …) are
+//!   picked only by a name or pattern that starts with `.`. Closed indices
+//!   matched by a pattern are skipped with a warning; a closed index named
+//!   outright is an error. At restore, the same param selects which dumped
+//!   indices to restore.
+//! - `batch-size` (default 5000, at most 10000, Elasticsearch's default
+//!   `index.max_result_window`): documents per scroll page and per `_bulk`
+//!   request.
+//! - `scroll` (default `5m`): the scroll lease, an Elasticsearch time value
+//!   (`90s`, `5m`, `1h`). It must cover the time between two pages.
+//! - Credentials, none by default: `username` with `password-secret` (the
+//!   name of a secret granted in `allow.secrets`) for HTTP Basic auth, or
+//!   `authorization-secret`, a secret holding the whole `Authorization`
+//!   header value (`Basic …`, `ApiKey …`, `Bearer …`). The host fills the
+//!   header in; the module never sees the secret.
+//! - `retries` (default 8): how often a request that gets 429 or a 5xx, or
+//!   fails in transit, is tried again, with exponential backoff from 250 ms
+//!   (at most 30 s) and jitter. For `_bulk` this also covers single
+//!   documents that got 429/5xx: only those are resent.
+//! - `timeout` (default 120): seconds one request may take.
+//! - Restore only:
+//!   - `restore-settings` (default `{"index.number_of_replicas": 0,
+//!     "index.refresh_interval": "-1"}`): settings set on the new index for
+//!     the load (keys with or without `index.`, flat or nested). Afterwards
+//!     the dumped values of the dynamic ones are put back (a setting the
+//!     dump did not have is reset to the default); static ones
+//!     (`number_of_shards`, `analysis.*`, `codec`, …) stay as given. `{}`
+//!     loads with the dumped settings.
+//!   - `target` (default `{}`): renames aliases, e.g. `{ products =
+//!     "products-check" }` restores next to the live alias instead of
+//!     switching it.
+//!   - `keep-indices` (default: keep all): after the switch, keep the new
+//!     index and the `N - 1` most recently created older indices of the
+//!     naming scheme behind the same alias; delete the rest.
+//!   - `replace-index` (default `false`): when a concrete index has the
+//!     alias's name (typically the original index when it had no alias),
+//!     delete it in the same atomic call that adds the alias. Without it,
+//!     the restore refuses before writing anything.
+//!
+//! # Backup
+//!
+//! `GET /` (version, and the credentials check), then per pattern `GET
+//! /_cat/indices/{pattern}` — a pattern that matches no index fails the run
+//! with "index pattern `x` matches no index on URL" before anything is
+//! written. Per index: `GET /{index}` for settings, mappings and aliases
+//! (settings Elasticsearch sets itself or that tie the index to its source
+//! are dropped: `index.uuid`, `index.creation_date`, `index.version.*`,
+//! `index.provided_name`, `index.routing.allocation.initial_recovery.*`,
+//! `index.resize.*`, `index.verified_before_close`, `index.blocks.*`, …),
+//! `GET /{index}/_count`, then the documents by scroll (`sort: ["_doc"]`,
+//! `batch-size` per page), each page written to stream artifact
+//! `<index>.ndjson` as it arrives, one line per document:
+//! `{"_id": …, "_routing": … (when set), "_source": {…}}`, `_source` copied
+//! byte for byte. One page at most is in memory. The scroll is cleared
+//! (`DELETE /_search/scroll`) after the last page and on every failure. A
+//! scroll that expires midway fails the run, naming the index and how many
+//! documents were read; the host then commits nothing. Last, artifact
+//! `manifest.json` holds each index's settings, mappings, aliases, document
+//! count and artifact name. Notes: `format` (`elasticsearch-dump/1`),
+//! `dumped-at`, `documents` (`{"index": count, …}`) and
+//! `elasticsearch-version`.
+//!
+//! # Restore
+//!
+//! Each dumped index goes behind an alias: its first alias by name, or,
+//! when it had none, its own name (either renamed by `target`). The new
+//! index is `<alias>-<stamp>-<id>`: `stamp` is when the backup started
+//! (`YYYYMMDDhhmmss`, UTC) and `id` the first 8 characters of the snapshot
+//! id, so a re-run of the same restore writes the same index. Documents keep
+//! their `_id`, so a re-run after a failure overwrites what the failed run
+//! loaded: nothing is duplicated.
+//!
+//! Before writing anything: a concrete index with the alias's name fails
+//! the run (see `replace-index`), as do two indices going behind one alias.
+//! Then per index: `PUT /{new}` with the dumped settings plus
+//! `restore-settings` and the mappings (an existing `{new}` from an earlier
+//! run is reused), `_bulk` in batches of `batch-size` (`index` actions with
+//! `_id` and `routing`), retried as said above; a document rejected for
+//! another reason (say `mapper_parsing_exception`) fails the run quoting the
+//! first few reasons. Then `_refresh`, `_count` must equal the dumped count,
+//! and the overridden settings are put back. When every index is loaded, ONE
+//! `POST /_aliases` moves all aliases: each alias is removed from the
+//! indices that hold the main alias (older generations) — the main alias
+//! from any index holding it — and added to the new index with its dumped
+//! properties (`filter`, routing, `is_write_index`). Old indices stay
+//! intact unless `keep-indices` deletes them afterwards.
+//!
+//! # Example
+//!
+//! ```toml
+//! [secrets.ES_PASSWORD]
+//! env = "ES_PASSWORD"
+//!
+//! [jobs.search]
+//! task = "builtin:elasticsearch-dump"
+//! params = { url = "http://127.0.0.1:9200", indices = ["products*", "orders"], username = "backup", password-secret = "ES_PASSWORD", keep-indices = 2 }
+//! schedule = "0 2 * * *"
+//!
+//! [jobs.search.allow]
+//! http = ["http://127.0.0.1:9200"]
+//! secrets = ["ES_PASSWORD"]
+//! ```
+//!
+//! Backup result: `{"url", "dumped-at", "indices": {"products": 1200, …},
+//! "documents": N}`. Restore result: `{"indices": [{"source", "index",
+//! "alias", "documents", "created"}], "documents": N, "deleted": […]}`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use cairn_guest::{
+    Context, Description, Error, Param, Result, Task, Value, from_params, json, log,
+};
+use serde::Deserialize;
+use serde_json::Map;
+
+mod client;
+mod dump;
+mod load;
+mod manifest;
+mod names;
+
+use client::Es;
+
+/// Largest `batch-size`: Elasticsearch's default `index.max_result_window`,
+/// above which a scroll page is refused.
+const MAX_BATCH: u32 = 10_000;
+
+fn default_indices() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+
+fn default_batch_size() -> u32 {
+    5000
+}
+
+fn default_scroll() -> String {
+    "5m".to_owned()
+}
+
+fn default_retries() -> u32 {
+    8
+}
+
+fn default_timeout() -> u64 {
+    120
+}
+
+fn default_restore_settings() -> Map<String, Value> {
+    let Value::Object(map) = json!({
+        "index.number_of_replicas": 0,
+        "index.refresh_interval": "-1",
+    }) else {
+        unreachable!()
+    };
+    map
+}
+
+/// A list of strings, or one string of comma-separated entries.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+fn patterns<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Vec<String>, D::Error> {
+    let entries = match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    };
+    Ok(entries
+        .iter()
+        .flat_map(|e| e.split(','))
+        .map(|e| e.trim().to_owned())
+        .collect())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct Params {
+    url: String,
+    #[serde(default = "default_indices", deserialize_with = "patterns")]
+    indices: Vec<String>,
+    #[serde(default = "default_batch_size")]
+    batch_size: u32,
+    #[serde(default = "default_scroll")]
+    scroll: String,
+    #[serde(default)]
+    username: Option<String>,
+    #[serde(default)]
+    password_secret: Option<String>,
+    #[serde(default)]
+    authorization_secret: Option<String>,
+    #[serde(default = "default_retries")]
+    retries: u32,
+    #[serde(default = "default_timeout")]
+    timeout: u64,
+    #[serde(default = "default_restore_settings")]
+    restore_settings: Map<String, Value>,
+    #[serde(default)]
+    target: BTreeMap<String, String>,
+    #[serde(default)]
+    keep_indices: Option<u32>,
+    #[serde(default)]
+    replace_index: bool,
+}
+
+/// Secret names as the host accepts them: `[A-Za-z_][A-Za-z0-9_]*`.
+fn check_secret_name(param: &str, name: &str) -> Result<()> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if first_ok && chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        Ok(())
+    } else {
+        Err(Error::invalid(format!(
+            "invalid params: `{param}` must name a secret granted in `allow.secrets` \
+             (letters, digits and `_`), got {name:?}"
+        )))
+    }
+}
+
+fn invalid(message: impl std::fmt::Display) -> Error {
+    Error::invalid(format!("invalid params: {message}"))
+}
+
+impl Params {
+    /// Check every param; call before sending anything.
+    fn check(&self) -> Result<()> {
+        let rest = self
+            .url
+            .strip_prefix("http://")
+            .or_else(|| self.url.strip_prefix("https://"))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "`url` must start with http:// or https://, got {:?}",
+                    self.url
+                ))
+            })?;
+        if rest.is_empty() || rest.starts_with('/') || self.url.contains(['?', '#']) {
+            return Err(invalid(format!(
+                "`url` must be a cluster URL such as http://127.0.0.1:9200 (no query), got {:?}",
+                self.url
+            )));
+        }
+        if self.indices.is_empty() {
+            return Err(invalid(
+                "`indices` is empty; leave it out to mean every index",
+            ));
+        }
+        for pattern in &self.indices {
+            let bare = pattern.strip_prefix('-').unwrap_or(pattern);
+            let bad = bare.is_empty()
+                || bare
+                    .chars()
+                    .any(|c| matches!(c, '\\' | '/' | '?' | '"' | '<' | '>' | '|' | ' ' | '#'));
+            if bad {
+                return Err(invalid(format!(
+                    "`indices` entry {pattern:?} is not an index name or pattern"
+                )));
+            }
+        }
+        if !(1..=MAX_BATCH).contains(&self.batch_size) {
+            return Err(invalid(format!(
+                "`batch-size` must be 1 to {MAX_BATCH}, got {}",
+                self.batch_size
+            )));
+        }
+        if !names::check_time_value(&self.scroll) {
+            return Err(invalid(format!(
+                "`scroll` must be an Elasticsearch time value such as `5m` or `90s`, got {:?}",
+                self.scroll
+            )));
+        }
+        match (
+            &self.username,
+            &self.password_secret,
+            &self.authorization_secret,
+        ) {
+            (Some(_), None, _) | (None, Some(_), _) => {
+                return Err(invalid(
+                    "`username` and `password-secret` go together (HTTP Basic auth)",
+                ));
+            }
+            (Some(_), Some(_), Some(_)) => {
+                return Err(invalid(
+                    "set `username` and `password-secret`, or `authorization-secret`, not both",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(user) = &self.username
+            && (user.is_empty()
+                || user.contains([':', '{', '}'])
+                || user.chars().any(char::is_control))
+        {
+            return Err(invalid(format!(
+                "`username` must be non-empty without `:`, braces or control characters, got {user:?}"
+            )));
+        }
+        if let Some(secret) = &self.password_secret {
+            check_secret_name("password-secret", secret)?;
+        }
+        if let Some(secret) = &self.authorization_secret {
+            check_secret_name("authorization-secret", secret)?;
+        }
+        if self.retries > 100 {
+            return Err(invalid(format!(
+                "`retries` must be at most 100, got {}",
+                self.retries
+            )));
+        }
+        if !(1..=86_400).contains(&self.timeout) {
+            return Err(invalid(format!(
+                "`timeout` must be 1 to 86400 seconds, got {}",
+                self.timeout
+            )));
+        }
+        for (from, to) in &self.target {
+            names::check_index_name(to).map_err(|why| {
+                invalid(format!(
+                    "`target` renames `{from}` to {to:?}, which is not a valid alias name: {why}"
+                ))
+            })?;
+        }
+        if self.keep_indices == Some(0) {
+            return Err(invalid(
+                "`keep-indices` must be at least 1 (the restored index is always kept)",
+            ));
+        }
+        names::unflatten(&self.restore_settings_flat())
+            .map_err(|e| invalid(format!("`restore-settings`: {e}")))?;
+        Ok(())
+    }
+
+    /// `restore-settings` as flat `index.*` keys.
+    fn restore_settings_flat(&self) -> Map<String, Value> {
+        let mut flat = Map::new();
+        names::flatten("", &Value::Object(self.restore_settings.clone()), &mut flat);
+        flat.into_iter()
+            .map(|(k, v)| (names::with_index_prefix(&k), v))
+            .collect()
+    }
+
+    /// The `Authorization` header value, as secret placeholders.
+    fn authorization(&self) -> Option<String> {
+        if let Some(secret) = &self.authorization_secret {
+            return Some(format!("{{{{secret:{secret}}}}}"));
+        }
+        match (&self.username, &self.password_secret) {
+            (Some(user), Some(secret)) => Some(basic_auth(user, secret)),
+            _ => None,
+        }
+    }
+
+    fn client(&self) -> Es {
+        Es::new(
+            &self.url,
+            self.authorization(),
+            Duration::from_secs(self.timeout),
+            self.retries,
+        )
+    }
+}
+
+/// The `Authorization` value for HTTP Basic auth as `user` with the
+/// password in secret `secret`: the host base64-encodes `user:password`
+/// (`{{secret-basic:USER:NAME}}`).
+fn basic_auth(user: &str, secret: &str) -> String {
+    format!("Basic {{{{secret-basic:{user}:{secret}}}}}")
+}
+
+/// Parse and check the params.
+fn parse_params(value: Value) -> Result<Params> {
+    let params: Params = from_params(value)?;
+    params.check()?;
+    Ok(params)
+}
+
+/// `GET /`: the cluster's version. Fails early, with a clear message, on
+/// wrong credentials or an unreachable cluster.
+fn cluster_version(es: &Es) -> Result<Option<String>> {
+    let response = es.send(&es.request(cairn_guest::http::Method::Get, "/"))?;
+    if response.status == 401 || response.status == 403 {
+        return Err(es.status_error(&response));
+    }
+    if !response.is_success() {
+        log::warn(format!(
+            "GET / on {} returned {}; going on without the cluster's version",
+            es.url(),
+            response.status
+        ));
+        return Ok(None);
+    }
+    let info: Value = response.json().unwrap_or(Value::Null);
+    let version = info["version"]["number"].as_str().map(str::to_owned);
+    log::info(format!(
+        "Elasticsearch {} at {} (cluster `{}`)",
+        version.as_deref().unwrap_or("of unknown version"),
+        es.url(),
+        info["cluster_name"].as_str().unwrap_or("?")
+    ));
+    Ok(version)
+}
+
+struct ElasticsearchDump;
+
+impl Task for ElasticsearchDump {
+    fn describe() -> Description {
+        Description::new("elasticsearch-dump", env!("CARGO_PKG_VERSION"))
+            .summary(
+                "Dumps Elasticsearch indices (settings, mappings, aliases, documents); restores \
+                 them into new indices and moves the aliases atomically",
+            )
+            .param(Param::required(
+                "url",
+                "Cluster URL, e.g. http://127.0.0.1:9200",
+            ))
+            .param(Param::optional(
+                "indices",
+                "Index names or * patterns (a list or a comma-separated string); `-pattern` \
+                 excludes; `.`-indices only when named with a leading `.`. At restore: which \
+                 dumped indices to restore",
+                json!(["*"]),
+            ))
+            .param(Param::optional(
+                "batch-size",
+                "Documents per scroll page and per _bulk request (1-10000)",
+                json!(5000),
+            ))
+            .param(Param::optional(
+                "scroll",
+                "Scroll lease, an Elasticsearch time value; must cover the time between two pages",
+                json!("5m"),
+            ))
+            .param(Param::optional(
+                "username",
+                "HTTP Basic auth user (with `password-secret`)",
+                None,
+            ))
+            .param(Param::optional(
+                "password-secret",
+                "Secret (granted in allow.secrets) holding the Basic auth password",
+                None,
+            ))
+            .param(Param::optional(
+                "authorization-secret",
+                "Secret holding the whole Authorization header value (Basic …, ApiKey …, Bearer …)",
+                None,
+            ))
+            .param(Param::optional(
+                "retries",
+                "Retries of a request getting 429/5xx or failing in transit (for _bulk, of the \
+                 documents that got 429/5xx), with exponential backoff and jitter",
+                json!(8),
+            ))
+            .param(Param::optional(
+                "timeout",
+                "Seconds one request may take",
+                json!(120),
+            ))
+            .param(Param::optional(
+                "restore-settings",
+                "Restore: settings for the load, put back afterwards (dynamic ones)",
+                Value::Object(default_restore_settings()),
+            ))
+            .param(Param::optional(
+                "target",
+                "Restore: alias renames, e.g. { products = \"products-check\" }",
+                json!({}),
+            ))
+            .param(Param::optional(
+                "keep-indices",
+                "Restore: keep this many indices behind each alias (the new one included), \
+                 delete older ones (default: keep all)",
+                None,
+            ))
+            .param(Param::optional(
+                "replace-index",
+                "Restore: delete a concrete index that has the alias's name in the atomic alias switch",
+                json!(false),
+            ))
+            .needs_http("{url}")
+            .needs_secret("{password-secret}")
+            .needs_secret("{authorization-secret}")
+    }
+
+    fn backup(ctx: Context) -> Result<Value> {
+        let params = parse_params(ctx.params_value()?)?;
+        dump::backup(&params)
+    }
+
+    fn restore(ctx: Context) -> Result<Value> {
+        let params = parse_params(ctx.params_value()?)?;
+        load::restore(&params, ctx.snapshot())
+    }
+}
+
+cairn_guest::export_task!(ElasticsearchDump);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cairn_guest::ErrorKind;
+
+    #[test]
+    fn params_have_defaults() {
+        let p = parse_params(json!({"url": "http://127.0.0.1:9200/"})).unwrap();
+        assert_eq!(p.indices, ["*"]);
+        assert_eq!(
+            (p.batch_size, p.scroll.as_str(), p.retries),
+            (5000, "5m", 8)
+        );
+        assert!(p.authorization().is_none());
+        assert_eq!(
+            Value::Object(p.restore_settings_flat()),
+            json!({"index.number_of_replicas": 0, "index.refresh_interval": "-1"})
+        );
+        assert!(p.keep_indices.is_none() && !p.replace_index && p.target.is_empty());
+        let p = parse_params(json!({"url": "https://es:9200", "indices": "a, b*,-b2"})).unwrap();
+        assert_eq!(p.indices, ["a", "b*", "-b2"]);
+    }
+
+    #[test]
+    fn params_are_checked() {
+        let cases = [
+            (json!({}), "missing field `url`"),
+            (json!({"url": "127.0.0.1:9200"}), "must start with http"),
+            (json!({"url": "http://x:9200?pretty"}), "no query"),
+            (
+                json!({"url": "http://x", "indices": []}),
+                "`indices` is empty",
+            ),
+            (
+                json!({"url": "http://x", "indices": ["a b"]}),
+                "not an index name",
+            ),
+            (
+                json!({"url": "http://x", "indices": "a,,b"}),
+                "not an index name",
+            ),
+            (
+                json!({"url": "http://x", "batch-size": 0}),
+                "`batch-size` must be 1 to 10000",
+            ),
+            (
+                json!({"url": "http://x", "batch-size": 10001}),
+                "`batch-size`",
+            ),
+            (
+                json!({"url": "http://x", "scroll": "5 minutes"}),
+                "`scroll` must be",
+            ),
+            (json!({"url": "http://x", "username": "u"}), "go together"),
+            (
+                json!({"url": "http://x", "username": "u", "password-secret": "P", "authorization-secret": "A"}),
+                "not both",
+            ),
+            (
+                json!({"url": "http://x", "username": "a:b", "password-secret": "P"}),
+                "`username` must be",
+            ),
+            (
+                json!({"url": "http://x", "authorization-secret": "es-key"}),
+                "must name a secret",
+            ),
+            (json!({"url": "http://x", "keep-indices": 0}), "at least 1"),
+            (json!({"url": "http://x", "timeout": 0}), "`timeout`"),
+            (
+                json!({"url": "http://x", "target": {"a": "B"}}),
+                "not a valid alias name",
+            ),
+            (
+                json!({"url": "http://x", "restore-settings": {"refresh_interval": "1s", "index.refresh_interval.x": 1}}),
+                "`restore-settings`",
+            ),
+            (
+                json!({"url": "http://x", "size": 3}),
+                "unknown field `size`",
+            ),
+        ];
+        for (params, expected) in cases {
+            let err = parse_params(params.clone()).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Invalid, "{params}");
+            assert!(err.to_string().contains(expected), "{params}: {err}");
+        }
+    }
+
+    #[test]
+    fn credentials_become_secret_references() {
+        let p =
+            parse_params(json!({"url": "http://x", "authorization-secret": "ES_AUTH"})).unwrap();
+        assert_eq!(p.authorization().as_deref(), Some("{{secret:ES_AUTH}}"));
+        let p = parse_params(
+            json!({"url": "http://x", "username": "backup", "password-secret": "ES_PW"}),
+        )
+        .unwrap();
+        assert_eq!(
+            p.authorization().as_deref(),
+            Some("Basic {{secret-basic:backup:ES_PW}}")
+        );
+    }
+
+    #[test]
+    fn restore_settings_are_normalised() {
+        let p = parse_params(json!({
+            "url": "http://x",
+            "restore-settings": {"number_of_replicas": 0, "index": {"refresh_interval": "-1"}, "index.translog.durability": "async"}
+        }))
+        .unwrap();
+        assert_eq!(
+            Value::Object(p.restore_settings_flat()),
+            json!({"index.number_of_replicas": 0, "index.refresh_interval": "-1", "index.translog.durability": "async"})
+        );
+    }
+
+    #[test]
+    fn describe_declares_http_and_secrets() {
+        let d = ElasticsearchDump::describe();
+        assert_eq!(d.name(), "elasticsearch-dump");
+        assert!(
+            d.params()
+                .iter()
+                .any(|p| p.name() == "url" && p.is_required())
+        );
+        assert!(
+            d.params()
+                .iter()
+                .all(|p| p.name() == "url" || !p.is_required())
+        );
+    }
+}

@@ -1,0 +1,842 @@
+//! End-to-end tests of `builtin:elasticsearch-dump`: the real `cairn`
+//! binary dumping indices into a repository and restoring them, against
+//! the Elasticsearch test server (`cairn-es-test-server`, a faithful double
+//! of the REST subset used) or, when `CAIRN_TEST_ELASTICSEARCH_URL` is set,
+//! a real cluster (optionally with `CAIRN_TEST_ELASTICSEARCH_AUTH`, a whole
+//! `Authorization` header value). Tests that inject faults skip on a real
+//! cluster, saying so; every test uses its own index names.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use anyhow::Context as _;
+use cairn_es_test_server::{EsServer, Faults, Options};
+use serde_json::{Value, json};
+
+use crate::support::{CliOutput, Scratch, cairn_with_env};
+
+/// The repository password of every test.
+const PASSWORD: &str = "correct horse battery staple";
+const PASSWORD_ENV: &str = "CAIRN_TEST_PASSWORD";
+/// The secret holding the real cluster's `Authorization` header, if any.
+const AUTH_SECRET: &str = "CAIRN_TEST_ES_AUTH";
+
+/// The cluster a test runs against.
+struct Cluster {
+    url: String,
+    /// The test server; `None` for a real cluster.
+    server: Option<EsServer>,
+    /// `Authorization` header value for a real cluster.
+    auth: Option<String>,
+    /// Prefix of every index this test creates (removed at the end on a real cluster).
+    prefix: String,
+    client: reqwest::Client,
+    runtime: tokio::runtime::Runtime,
+}
+
+/// A fresh test server (or the real cluster), with a unique index prefix for `test`.
+fn cluster(test: &str) -> anyhow::Result<Cluster> {
+    cluster_with(test, Options::default())
+}
+
+fn cluster_with(test: &str, options: Options) -> anyhow::Result<Cluster> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let prefix = format!(
+        "cairn-e2e-{test}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let client = reqwest::Client::new();
+    Ok(match std::env::var("CAIRN_TEST_ELASTICSEARCH_URL") {
+        Ok(url) => Cluster {
+            url: url.trim_end_matches('/').to_owned(),
+            server: None,
+            auth: std::env::var("CAIRN_TEST_ELASTICSEARCH_AUTH").ok(),
+            prefix,
+            client,
+            runtime,
+        },
+        Err(_) => {
+            let server = EsServer::start(options);
+            Cluster {
+                url: server.url(),
+                server: Some(server),
+                auth: None,
+                prefix,
+                client,
+                runtime,
+            }
+        }
+    })
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.server.is_none() {
+            let _ = self.call("DELETE", &format!("/{}*", self.prefix), None);
+        }
+    }
+}
+
+impl Cluster {
+    /// The test server's fault injection, or `None` (after saying why the
+    /// test is skipped) on a real cluster.
+    fn faults(&self, test: &str) -> Option<&Faults> {
+        match &self.server {
+            Some(server) => Some(server.faults()),
+            None => {
+                eprintln!("skipped `{test}`: it injects faults, which a real cluster cannot do");
+                None
+            }
+        }
+    }
+
+    /// An index name unique to this test.
+    fn name(&self, suffix: &str) -> String {
+        format!("{}-{suffix}", self.prefix)
+    }
+
+    /// `METHOD path` with an optional JSON body (a string is sent as it is:
+    /// NDJSON for `_bulk`);
+    /// returns the status and the JSON body (`null` when it is not JSON).
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.url));
+        if let Some(auth) = &self.auth {
+            request = request.header("Authorization", auth);
+        }
+        match body {
+            Some(Value::String(text)) => {
+                let kind = if path.contains("_bulk") {
+                    "application/x-ndjson"
+                } else {
+                    "application/json"
+                };
+                request = request.header("Content-Type", kind).body(text.clone());
+            }
+            Some(json) => {
+                request = request
+                    .header("Content-Type", "application/json")
+                    .body(json.to_string());
+            }
+            None => {}
+        }
+        self.runtime.block_on(async {
+            let response = request
+                .send()
+                .await
+                .with_context(|| format!("{method} {path}"))?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await?;
+            Ok((
+                status,
+                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            ))
+        })
+    }
+
+    /// `call`, which must answer 2xx.
+    fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
+        let (status, value) = self.call(method, path, body)?;
+        anyhow::ensure!(
+            (200..300).contains(&status),
+            "{method} {path} returned {status}: {value}"
+        );
+        Ok(value)
+    }
+
+    /// Index `docs` (`(id, routing, source)`) into `index` with one `_bulk`.
+    fn index_docs(
+        &self,
+        index: &str,
+        docs: &[(String, Option<String>, Value)],
+    ) -> anyhow::Result<()> {
+        let mut body = String::new();
+        for (id, routing, source) in docs {
+            let mut action = json!({ "index": { "_index": index, "_id": id } });
+            if let Some(r) = routing {
+                action["index"]["routing"] = json!(r);
+            }
+            body.push_str(&format!("{action}\n{source}\n"));
+        }
+        let response = self.ok("POST", "/_bulk?refresh=true", Some(&Value::String(body)))?;
+        anyhow::ensure!(response["errors"] == false, "bulk failed: {response}");
+        Ok(())
+    }
+
+    /// Every document of `index` (or alias): id → (routing, source).
+    fn documents(&self, index: &str) -> anyhow::Result<BTreeMap<String, (Option<String>, Value)>> {
+        self.ok("POST", &format!("/{index}/_refresh"), None)?;
+        let page = self.ok(
+            "POST",
+            &format!("/{index}/_search"),
+            Some(&json!({ "size": 10000, "query": { "match_all": {} }, "sort": ["_doc"] })),
+        )?;
+        let hits = page["hits"]["hits"].as_array().context("hits")?;
+        Ok(hits
+            .iter()
+            .map(|h| {
+                (
+                    h["_id"].as_str().unwrap_or_default().to_owned(),
+                    (
+                        h["_routing"].as_str().map(str::to_owned),
+                        h["_source"].clone(),
+                    ),
+                )
+            })
+            .collect())
+    }
+
+    /// `_count` of `index`.
+    fn count(&self, index: &str) -> anyhow::Result<u64> {
+        self.ok("POST", &format!("/{index}/_refresh"), None)?;
+        self.ok("GET", &format!("/{index}/_count"), None)?["count"]
+            .as_u64()
+            .context("count")
+    }
+
+    /// The indices holding `alias`, sorted.
+    fn alias_holders(&self, alias: &str) -> anyhow::Result<Vec<String>> {
+        let (status, value) = self.call("GET", &format!("/_alias/{alias}"), None)?;
+        if status == 404 {
+            return Ok(Vec::new());
+        }
+        let mut holders: Vec<String> = value
+            .as_object()
+            .context("aliases")?
+            .iter()
+            .filter(|(_, v)| v["aliases"].get(alias).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        holders.sort();
+        Ok(holders)
+    }
+
+    /// Whether a concrete index `index` exists.
+    fn index_exists(&self, index: &str) -> anyhow::Result<bool> {
+        let (status, value) = self.call("GET", &format!("/{index}"), None)?;
+        Ok(status == 200 && value.get(index).is_some())
+    }
+
+    /// Scroll contexts left open (0 on a real cluster, where it is not known).
+    fn open_scrolls(&self) -> usize {
+        self.server.as_ref().map_or(0, EsServer::open_scrolls)
+    }
+
+    /// `[repository]`, `[state]` and job `es` running the module with
+    /// `params` (TOML inline-table entries) plus `url` and, for a real
+    /// cluster with auth, `authorization-secret`.
+    fn config(&self, params: &str) -> String {
+        let mut params = format!("url = {:?}, {params}", self.url);
+        let mut secrets = String::new();
+        if self.auth.is_some() && !params.contains("secret") {
+            params.push_str(&format!(", authorization-secret = {AUTH_SECRET:?}"));
+            secrets = format!("secrets = [{AUTH_SECRET:?}]\n");
+        }
+        if params.contains("password-secret") {
+            secrets = "secrets = [\"ES_PASSWORD\"]\n".to_owned();
+        }
+        format!(
+            "[repository]\npath = \"repo\"\npassword-env = \"{PASSWORD_ENV}\"\n\n[state]\npath = \"state.db\"\n\n\
+             [jobs.es]\ntask = \"builtin:elasticsearch-dump\"\nparams = {{ {params} }}\n\n\
+             [jobs.es.allow]\nhttp = [{:?}]\n{secrets}",
+            self.origin()
+        )
+    }
+
+    /// `scheme://host:port` of the URL.
+    fn origin(&self) -> String {
+        let (scheme, rest) = self.url.split_once("://").unwrap_or(("http", &self.url));
+        let host = rest.split('/').next().unwrap_or(rest);
+        let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+        if host.contains(':') {
+            format!("{scheme}://{host}")
+        } else {
+            let port = if scheme == "https" { 443 } else { 80 };
+            format!("{scheme}://{host}:{port}")
+        }
+    }
+}
+
+/// `cairn ARGS` in the scratch dir with the repository password and the
+/// real cluster's auth.
+fn cairn(scratch: &Scratch, cluster: &Cluster, args: &[&str]) -> anyhow::Result<CliOutput> {
+    let auth = cluster.auth.clone().unwrap_or_default();
+    cairn_with_env(
+        args,
+        scratch.dir.path(),
+        &[(PASSWORD_ENV, PASSWORD), (AUTH_SECRET, &auth)],
+    )
+}
+
+/// `cairn --json backup es`, which must succeed: (snapshot id, task result).
+fn backup(scratch: &Scratch, cluster: &Cluster) -> anyhow::Result<(String, Value)> {
+    let out = cairn(scratch, cluster, &["--json", "backup", "es"])?;
+    out.expect_code(0)?;
+    let report = out.json()?;
+    let id = report["run"]["snapshot_id"]
+        .as_str()
+        .with_context(|| format!("no snapshot id\n{out}"))?
+        .to_owned();
+    Ok((id, result_of(&report)?))
+}
+
+/// `cairn --json restore es ARGS`, which must succeed: the task result.
+fn restore(scratch: &Scratch, cluster: &Cluster, args: &[&str]) -> anyhow::Result<Value> {
+    let mut all = vec!["--json", "restore", "es"];
+    all.extend(args);
+    let out = cairn(scratch, cluster, &all)?;
+    out.expect_code(0)?;
+    result_of(&out.json()?)
+}
+
+/// A run that must fail: its error message.
+fn fails(scratch: &Scratch, cluster: &Cluster, args: &[&str]) -> anyhow::Result<String> {
+    let mut all = vec!["--json"];
+    all.extend(args);
+    let out = cairn(scratch, cluster, &all)?;
+    anyhow::ensure!(out.code != Some(0), "expected a failure\n{out}");
+    let report = out.json().unwrap_or(Value::Null);
+    Ok(report["run"]["error"]
+        .as_str()
+        .map_or_else(|| format!("{}{}", out.stdout, out.stderr), str::to_owned))
+}
+
+/// The task's result in a run report (stored as JSON or as text).
+fn result_of(report: &Value) -> anyhow::Result<Value> {
+    match &report["result"] {
+        Value::String(text) => Ok(serde_json::from_str(text)?),
+        Value::Null => anyhow::bail!("no result in {report}"),
+        other => Ok(other.clone()),
+    }
+}
+
+/// The number of snapshots in the repository (0 when it does not exist yet).
+fn snapshot_count(scratch: &Scratch, cluster: &Cluster) -> anyhow::Result<usize> {
+    let out = cairn(scratch, cluster, &["--json", "snapshots"])?;
+    if out.code != Some(0) {
+        return Ok(0);
+    }
+    Ok(out.json()?.as_array().map_or(0, Vec::len))
+}
+
+/// The index a restore of `snapshot` writes for `alias`, from the backup
+/// result's `dumped-at`.
+fn restored_name(alias: &str, backup_result: &Value, snapshot: &str) -> String {
+    let stamp: String = backup_result["dumped-at"]
+        .as_str()
+        .unwrap_or_default()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    format!("{alias}-{stamp}-{}", &snapshot[..8])
+}
+
+/// `n` small documents `{"title": "doc i", "n": i}` with ids `prefix-i`.
+fn simple_docs(prefix: &str, n: usize) -> Vec<(String, Option<String>, Value)> {
+    (0..n)
+        .map(|i| {
+            (
+                format!("{prefix}-{i}"),
+                None,
+                json!({ "title": format!("doc {i}"), "n": i }),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn dump_and_restore_round_trip_settings_mappings_aliases_routing_and_sources() -> anyhow::Result<()>
+{
+    let es = cluster("round-trip")?;
+    let products = es.name("products_v1");
+    let (alias, shop) = (es.name("products"), es.name("shop"));
+    let orders = es.name("orders");
+    let empty = es.name("empty");
+    es.ok(
+        "PUT",
+        &format!("/{products}"),
+        Some(&json!({
+            "settings": {
+                "number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "2s",
+                "analysis": { "analyzer": { "folded": { "type": "custom", "tokenizer": "standard", "filter": ["lowercase", "asciifolding"] } } }
+            },
+            "mappings": { "properties": {
+                "title": { "type": "text", "analyzer": "folded" },
+                "price": { "type": "float" },
+                "tags": { "type": "keyword" }
+            } },
+            "aliases": { alias.clone(): {}, shop.clone(): { "filter": { "term": { "tags": "sale" } } } }
+        })),
+    )?;
+    let mut docs: Vec<(String, Option<String>, Value)> = (0..120)
+        .map(|i| {
+            let routing = (i % 3 == 0).then(|| format!("r{}", i % 2));
+            let source = json!({
+                "title": format!("Crème brûlée n°{i} \"quoted\"\nsecond line"),
+                "price": f64::from(i) + 0.25,
+                "tags": if i % 4 == 0 { vec!["sale", "new"] } else { vec!["new"] },
+            });
+            (format!("p-{i}"), routing, source)
+        })
+        .collect();
+    docs.push((
+        "id with spaces/ünïcode".into(),
+        None,
+        json!({ "title": "odd id" }),
+    ));
+    es.index_docs(&products, &docs)?;
+    // A document indexed pretty-printed: its source spans lines.
+    es.ok(
+        "PUT",
+        &format!("/{products}/_doc/pretty?refresh=true"),
+        Some(&Value::String(
+            "{\n  \"title\": \"pretty\",\n  \"price\": 1.5\n}".into(),
+        )),
+    )
+    .or_else(|_| {
+        es.ok(
+            "PUT",
+            &format!("/{products}/_doc/pretty?refresh=true"),
+            Some(&json!({ "title": "pretty", "price": 1.5 })),
+        )
+    })?;
+    es.index_docs(&orders, &simple_docs("o", 35))?;
+    es.ok("PUT", &format!("/{empty}"), Some(&json!({})))?;
+    let before_products = es.documents(&products)?;
+    let before_orders = es.documents(&orders)?;
+    let mappings_before =
+        es.ok("GET", &format!("/{products}"), None)?[&products]["mappings"].clone();
+    anyhow::ensure!(before_products.len() == 122, "{}", before_products.len());
+
+    let scratch = Scratch::new()?;
+    scratch
+        .write_config(&es.config(&format!("indices = [\"{}-*\"], batch-size = 25", es.prefix)))?;
+    let (snapshot, result) = backup(&scratch, &es)?;
+    anyhow::ensure!(result["documents"] == 157, "{result}");
+    anyhow::ensure!(result["indices"][&products] == 122, "{result}");
+    anyhow::ensure!(result["indices"][&orders] == 35, "{result}");
+    anyhow::ensure!(result["indices"][&empty] == 0, "{result}");
+    anyhow::ensure!(
+        es.open_scrolls() == 0,
+        "scrolls left open: {}",
+        es.open_scrolls()
+    );
+
+    // `orders` and `empty` had no alias: they are restored behind aliases
+    // of their own names, which the original concrete indices block.
+    let error = fails(&scratch, &es, &["restore", "es"])?;
+    anyhow::ensure!(
+        error.contains(&format!(
+            "has a concrete index named `{empty}`, a concrete index named `{orders}`"
+        )) && error.contains("replace-index = true")
+            && error.contains("nothing was written"),
+        "{error}"
+    );
+    let new_products = restored_name(&alias, &result, &snapshot);
+    anyhow::ensure!(
+        !es.index_exists(&new_products)?,
+        "the refused restore created {new_products}"
+    );
+
+    let restored = restore(&scratch, &es, &["--set", "replace-index=true"])?;
+    anyhow::ensure!(restored["documents"] == 157, "{restored}");
+    let new_orders = restored_name(&orders, &result, &snapshot);
+    let new_empty = restored_name(&empty, &result, &snapshot);
+    for new in [&new_products, &new_orders, &new_empty] {
+        anyhow::ensure!(
+            es.index_exists(new)?,
+            "{new} missing after restore: {restored}"
+        );
+    }
+    anyhow::ensure!(es.alias_holders(&alias)? == std::slice::from_ref(&new_products));
+    anyhow::ensure!(es.alias_holders(&shop)? == std::slice::from_ref(&new_products));
+    anyhow::ensure!(es.alias_holders(&orders)? == std::slice::from_ref(&new_orders));
+    // The old products index is intact; the original `orders` was replaced.
+    anyhow::ensure!(es.documents(&products)? == before_products);
+
+    anyhow::ensure!(
+        es.documents(&alias)? == before_products,
+        "products differ after restore"
+    );
+    anyhow::ensure!(
+        es.documents(&orders)? == before_orders,
+        "orders differ after restore"
+    );
+    anyhow::ensure!(es.count(&new_empty)? == 0);
+
+    let info = &es.ok("GET", &format!("/{new_products}"), None)?[&new_products];
+    let settings = &info["settings"]["index"];
+    anyhow::ensure!(
+        settings["refresh_interval"] == "2s",
+        "refresh_interval not put back: {settings}"
+    );
+    anyhow::ensure!(settings["number_of_replicas"] == "0", "{settings}");
+    anyhow::ensure!(
+        settings["analysis"]["analyzer"]["folded"]["tokenizer"] == "standard",
+        "analysis lost: {settings}"
+    );
+    anyhow::ensure!(
+        info["mappings"] == mappings_before,
+        "mappings differ: {}",
+        info["mappings"]
+    );
+    anyhow::ensure!(
+        info["aliases"][&shop]["filter"]["term"]["tags"] == "sale",
+        "alias filter lost: {}",
+        info["aliases"]
+    );
+    Ok(())
+}
+
+#[test]
+fn restore_moves_the_alias_in_one_call_and_a_rerun_is_additive() -> anyhow::Result<()> {
+    let es = cluster("alias-swap")?;
+    let (old, alias) = (es.name("catalog_v1"), es.name("catalog"));
+    es.ok(
+        "PUT",
+        &format!("/{old}"),
+        Some(&json!({ "aliases": { alias.clone(): {} } })),
+    )?;
+    es.index_docs(&old, &simple_docs("c", 30))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!("indices = {old:?}, batch-size = 7")))?;
+    let (snapshot, result) = backup(&scratch, &es)?;
+    let new = restored_name(&alias, &result, &snapshot);
+
+    if let Some(faults) = es.faults("restore_moves_the_alias_in_one_call (alias-switch failure)") {
+        // The alias switch fails: the new index is loaded, the alias has not moved.
+        faults.fail_requests("POST", "/_aliases", 500, 1);
+        let error = fails(&scratch, &es, &["restore", "es", "--set", "retries=0"])?;
+        anyhow::ensure!(error.contains("moving the aliases"), "{error}");
+        anyhow::ensure!(es.alias_holders(&alias)? == std::slice::from_ref(&old));
+        anyhow::ensure!(es.count(&new)? == 30);
+    }
+
+    let restored = restore(&scratch, &es, &[])?;
+    anyhow::ensure!(
+        restored["indices"][0]["index"] == new.as_str(),
+        "{restored}"
+    );
+    anyhow::ensure!(es.alias_holders(&alias)? == std::slice::from_ref(&new));
+    anyhow::ensure!(es.count(&old)? == 30, "the old index changed");
+    anyhow::ensure!(es.count(&new)? == 30);
+
+    // The same restore again: same index, no duplicates, alias unchanged.
+    let again = restore(&scratch, &es, &["--snapshot", &snapshot])?;
+    anyhow::ensure!(again["indices"][0]["index"] == new.as_str(), "{again}");
+    anyhow::ensure!(again["indices"][0]["created"] == false, "{again}");
+    anyhow::ensure!(es.count(&new)? == 30);
+    anyhow::ensure!(es.alias_holders(&alias)? == [new]);
+    Ok(())
+}
+
+#[test]
+fn restore_rerun_after_a_mid_load_failure_has_no_duplicates() -> anyhow::Result<()> {
+    let es = cluster("rerun")?;
+    let Some(faults) = es.faults("restore_rerun_after_a_mid_load_failure_has_no_duplicates") else {
+        return Ok(());
+    };
+    let (index, alias) = (es.name("events_v1"), es.name("events"));
+    es.ok(
+        "PUT",
+        &format!("/{index}"),
+        Some(&json!({ "aliases": { alias.clone(): {} } })),
+    )?;
+    es.index_docs(&index, &simple_docs("e", 50))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!("indices = {index:?}, batch-size = 10")))?;
+    let (snapshot, result) = backup(&scratch, &es)?;
+    let new = restored_name(&alias, &result, &snapshot);
+
+    // Three documents of the first batch get 429 and no retry is allowed:
+    // the run fails with the other seven loaded.
+    faults.reject_bulk_items(3);
+    let error = fails(&scratch, &es, &["restore", "es", "--set", "retries=0"])?;
+    anyhow::ensure!(error.contains("still failing after 0 retries"), "{error}");
+    let partial = es.count(&new)?;
+    anyhow::ensure!(
+        partial > 0 && partial < 50,
+        "expected a partial load, found {partial}"
+    );
+    anyhow::ensure!(
+        es.alias_holders(&alias)? == [index.clone()],
+        "alias moved by a failed run"
+    );
+
+    let restored = restore(&scratch, &es, &[])?;
+    anyhow::ensure!(restored["indices"][0]["created"] == false, "{restored}");
+    anyhow::ensure!(
+        es.count(&new)? == 50,
+        "duplicates or losses: {}",
+        es.count(&new)?
+    );
+    anyhow::ensure!(es.documents(&alias)? == es.documents(&index)?);
+    Ok(())
+}
+
+#[test]
+fn throttling_storms_on_search_and_bulk_are_retried_to_the_end() -> anyhow::Result<()> {
+    let es = cluster("storm")?;
+    let Some(faults) = es.faults("throttling_storms_on_search_and_bulk_are_retried_to_the_end")
+    else {
+        return Ok(());
+    };
+    let (index, alias) = (es.name("metrics_v1"), es.name("metrics"));
+    es.ok(
+        "PUT",
+        &format!("/{index}"),
+        Some(&json!({ "aliases": { alias.clone(): {} } })),
+    )?;
+    es.index_docs(&index, &simple_docs("m", 200))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!("indices = {index:?}, batch-size = 40")))?;
+
+    faults.reject_search(2);
+    faults.fail_requests("POST", "/_search/scroll", 503, 1);
+    let (_, result) = backup(&scratch, &es)?;
+    anyhow::ensure!(result["documents"] == 200, "{result}");
+
+    // Whole requests rejected three times, then 25 documents one by one.
+    faults.reject_bulk(3);
+    faults.reject_bulk_items(25);
+    faults.fail_requests("POST", &format!("/{alias}-"), 502, 1);
+    let restored = restore(&scratch, &es, &[])?;
+    anyhow::ensure!(restored["documents"] == 200, "{restored}");
+    anyhow::ensure!(
+        es.documents(&alias)? == es.documents(&index)?,
+        "documents differ"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_scroll_that_expires_midway_fails_the_backup_clears_scrolls_and_commits_nothing()
+-> anyhow::Result<()> {
+    let es = cluster("scroll")?;
+    let Some(faults) = es.faults("a_scroll_that_expires_midway_fails_the_backup") else {
+        return Ok(());
+    };
+    let index = es.name("logs");
+    es.index_docs(&index, &simple_docs("l", 100))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!("indices = {index:?}, batch-size = 10")))?;
+
+    faults.expire_scrolls_after(2);
+    let error = fails(&scratch, &es, &["backup", "es"])?;
+    anyhow::ensure!(
+        error.contains(&format!("scroll over index `{index}`"))
+            && error.contains("expired after 30 of 100 documents")
+            && error.contains("search_context_missing_exception"),
+        "{error}"
+    );
+    anyhow::ensure!(es.open_scrolls() == 0);
+    anyhow::ensure!(
+        snapshot_count(&scratch, &es)? == 0,
+        "a failed backup was committed"
+    );
+
+    // Another failure midway: the scroll must be cleared by the module.
+    faults.fail_requests("POST", "/_search/scroll", 400, 1);
+    let error = fails(&scratch, &es, &["backup", "es"])?;
+    anyhow::ensure!(error.contains("after 10 documents"), "{error}");
+    anyhow::ensure!(
+        es.open_scrolls() == 0,
+        "the failed backup left {} scrolls open",
+        es.open_scrolls()
+    );
+    anyhow::ensure!(
+        snapshot_count(&scratch, &es)? == 0,
+        "a failed backup was committed"
+    );
+    Ok(())
+}
+
+#[test]
+fn an_index_pattern_matching_nothing_fails_before_anything_is_written() -> anyhow::Result<()> {
+    let es = cluster("pattern")?;
+    let index = es.name("present");
+    es.index_docs(&index, &simple_docs("x", 3))?;
+    let scratch = Scratch::new()?;
+    let pattern = es.name("absent-*");
+    scratch.write_config(&es.config(&format!("indices = [{index:?}, {pattern:?}]")))?;
+    let error = fails(&scratch, &es, &["backup", "es"])?;
+    anyhow::ensure!(
+        error.contains(&format!(
+            "index pattern `{pattern}` matches no index on {}",
+            es.url
+        )),
+        "{error}"
+    );
+    let missing = es.name("missing");
+    scratch.write_config(&es.config(&format!("indices = {missing:?}")))?;
+    let error = fails(&scratch, &es, &["backup", "es"])?;
+    anyhow::ensure!(
+        error.contains(&format!("index pattern `{missing}` matches no index")),
+        "{error}"
+    );
+    anyhow::ensure!(snapshot_count(&scratch, &es)? == 0);
+    Ok(())
+}
+
+#[test]
+fn wrong_credentials_are_refused_with_the_401_message() -> anyhow::Result<()> {
+    if std::env::var("CAIRN_TEST_ELASTICSEARCH_URL").is_ok() {
+        eprintln!(
+            "skipped `wrong_credentials_are_refused_with_the_401_message`: it starts a server with its own users"
+        );
+        return Ok(());
+    }
+    let es = cluster_with(
+        "auth",
+        Options {
+            username: Some("backup".into()),
+            password: Some("right password".into()),
+            ..Options::default()
+        },
+    )?;
+    es.server
+        .as_ref()
+        .context("server")?
+        .seed(&es.name("docs"), 20);
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!(
+        "indices = {:?}, username = \"backup\", password-secret = \"ES_PASSWORD\"",
+        es.name("docs")
+    )))?;
+    let env = |password: &str| {
+        vec![
+            (PASSWORD_ENV, PASSWORD.to_owned()),
+            ("ES_PASSWORD", password.to_owned()),
+        ]
+    };
+    let run = |password: &str, args: &[&str]| {
+        let env = env(password);
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        cairn_with_env(args, scratch.dir.path(), &env)
+    };
+    let out = run("wrong password", &["--json", "backup", "es"])?;
+    anyhow::ensure!(out.code != Some(0), "{out}");
+    let error = out.json()?["run"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(
+        error.contains(&format!(
+            "Elasticsearch at {} refused the credentials (401 security_exception): unable to authenticate user [backup]",
+            es.url
+        )),
+        "{error}"
+    );
+    anyhow::ensure!(
+        !error.contains("wrong password"),
+        "the password leaked: {error}"
+    );
+    let out = run("right password", &["--json", "backup", "es"])?;
+    out.expect_code(0)?;
+    anyhow::ensure!(result_of(&out.json()?)?["documents"] == 20, "{out}");
+    Ok(())
+}
+
+#[test]
+fn an_unreachable_cluster_is_named_in_the_error() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    // Port 1 on loopback: nothing listens there.
+    let url = "http://127.0.0.1:1";
+    scratch.write_config(&format!(
+        "[repository]\npath = \"repo\"\npassword-env = \"{PASSWORD_ENV}\"\n\n\
+         [jobs.es]\ntask = \"builtin:elasticsearch-dump\"\nparams = {{ url = {url:?} }}\n\n\
+         [jobs.es.allow]\nhttp = [\"http://127.0.0.1:1\"]\n"
+    ))?;
+    let out = cairn_with_env(
+        &["--json", "backup", "es"],
+        scratch.dir.path(),
+        &[(PASSWORD_ENV, PASSWORD)],
+    )?;
+    anyhow::ensure!(out.code != Some(0), "{out}");
+    let error = out.json()?["run"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    anyhow::ensure!(
+        error.contains("cannot reach Elasticsearch at http://127.0.0.1:1"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_mapping_conflict_on_restore_fails_with_the_reasons() -> anyhow::Result<()> {
+    let es = cluster("mapping")?;
+    let (index, alias) = (es.name("people_v1"), es.name("people"));
+    es.ok(
+        "PUT",
+        &format!("/{index}"),
+        Some(&json!({ "aliases": { alias.clone(): {} } })),
+    )?;
+    es.index_docs(&index, &simple_docs("p", 12))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!("indices = {index:?}")))?;
+    let (snapshot, result) = backup(&scratch, &es)?;
+
+    // An index left in the way with other mappings (as an index template
+    // of the target cluster would impose): `title` is a number there.
+    let new = restored_name(&alias, &result, &snapshot);
+    es.ok(
+        "PUT",
+        &format!("/{new}"),
+        Some(&json!({ "mappings": { "properties": { "title": { "type": "long" } } } })),
+    )?;
+    let error = fails(&scratch, &es, &["restore", "es"])?;
+    anyhow::ensure!(
+        error.contains(&format!(
+            "rejected 12 document(s) of `{index}` loading index `{new}`"
+        )) && error.contains("mapper_parsing_exception")
+            && error.contains("do not fit the index's mappings"),
+        "{error}"
+    );
+    anyhow::ensure!(es.alias_holders(&alias)? == [index], "the alias moved");
+    Ok(())
+}
+
+#[test]
+fn keep_indices_deletes_older_generations_behind_the_alias() -> anyhow::Result<()> {
+    let es = cluster("keep")?;
+    let (source, alias) = (es.name("stock_src"), es.name("stock"));
+    // Matches `stock-*` but not the naming scheme: never touched.
+    let bystander = es.name("stock-archive");
+    es.index_docs(&source, &simple_docs("s", 5))?;
+    es.index_docs(&bystander, &simple_docs("b", 2))?;
+    let scratch = Scratch::new()?;
+    scratch.write_config(&es.config(&format!(
+        "indices = {source:?}, target = {{ {source:?} = {alias:?} }}, keep-indices = 2"
+    )))?;
+
+    let mut generations = Vec::new();
+    for round in 0..3 {
+        let (snapshot, result) = backup(&scratch, &es)?;
+        let restored = restore(&scratch, &es, &["--snapshot", &snapshot])?;
+        let new = restored_name(&alias, &result, &snapshot);
+        generations.push(new.clone());
+        anyhow::ensure!(es.alias_holders(&alias)? == [new.clone()], "round {round}");
+        let deleted = if round == 2 {
+            json!([generations[0]])
+        } else {
+            json!([])
+        };
+        anyhow::ensure!(restored["deleted"] == deleted, "round {round}: {restored}");
+    }
+    anyhow::ensure!(
+        !es.index_exists(&generations[0])?,
+        "the oldest generation was kept"
+    );
+    anyhow::ensure!(es.index_exists(&generations[1])? && es.index_exists(&generations[2])?);
+    anyhow::ensure!(es.count(&generations[1])? == 5, "a kept generation changed");
+    anyhow::ensure!(es.count(&source)? == 5 && es.count(&bystander)? == 2);
+    Ok(())
+}
