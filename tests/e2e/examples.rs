@@ -188,11 +188,116 @@ async fn es(method: reqwest::Method, url: String, body: Option<Value>) -> anyhow
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The Alien4Cloud example in a scratch directory: its runtime and config
+/// directories, a `systemctl` stand-in that records its arguments in
+/// `calls`, and a runner for the example pointed at `url`.
+struct Alien4Cloud {
+    scratch: Scratch,
+    runtime: std::path::PathBuf,
+    config: std::path::PathBuf,
+    calls: std::path::PathBuf,
+    runner: Runner,
+}
+
+impl Alien4Cloud {
+    fn new(url: &str) -> anyhow::Result<Self> {
+        let scratch = Scratch::new()?;
+        let runtime = scratch.path("runtime");
+        let config = scratch.path("config");
+        std::fs::create_dir_all(runtime.join("csar/tosca-normative-types/1.0.0"))?;
+        std::fs::write(
+            runtime.join("csar/tosca-normative-types/1.0.0/types.yml"),
+            "tosca_definitions_version: alien_dsl_1_4_0\n",
+        )?;
+        std::fs::create_dir_all(&config)?;
+        std::fs::write(
+            config.join("alien4cloud-config.yml"),
+            "server:\n  port: 8088\n",
+        )?;
+        std::fs::write(scratch.path("password"), "a4c-example\n")?;
+        let calls = scratch.path("systemctl-calls");
+        let systemctl = scratch.path("systemctl");
+        std::fs::write(
+            &systemctl,
+            format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
+        )?;
+        std::fs::set_permissions(
+            &systemctl,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )?;
+        let quoted_systemctl = format!("{:?}", systemctl.display().to_string());
+        let runner = example_runner(
+            &scratch,
+            "alien4cloud",
+            &[
+                ("/var/backups/cairn", &scratch.path("repo")),
+                ("/etc/cairn/repository-password", &scratch.path("password")),
+                ("/opt/alien4cloud/runtime", &runtime),
+                ("/opt/alien4cloud/config", &config),
+                ("http://127.0.0.1:9200", Path::new(url)),
+                ("\"systemctl\"", Path::new(&quoted_systemctl)),
+            ],
+        )?;
+        Ok(Self {
+            scratch,
+            runtime,
+            config,
+            calls,
+            runner,
+        })
+    }
+
+    async fn run(
+        &self,
+        kind: RunKind,
+        overrides: Value,
+    ) -> anyhow::Result<cairn::runner::RunReport> {
+        self.runner
+            .run(
+                "alien4cloud",
+                kind,
+                RunOptions {
+                    overrides: params(overrides),
+                    ..RunOptions::default()
+                },
+            )
+            .await
+    }
+
+    /// What the `systemctl` stand-in was asked, one call a line.
+    fn calls(&self) -> String {
+        std::fs::read_to_string(&self.calls).unwrap_or_default()
+    }
+}
+
+/// Index `docs` small documents into `index` through `_bulk`.
+async fn index_docs(url: &str, index: &str, docs: usize) -> anyhow::Result<()> {
+    let mut bulk = String::new();
+    for i in 0..docs {
+        bulk.push_str(&format!(
+            "{}\n{}\n",
+            json!({"index": {"_index": index, "_id": format!("id-{i}")}}),
+            json!({"name": format!("{index} {i}"), "version": i})
+        ));
+    }
+    let response = reqwest::Client::new()
+        .post(format!("{url}/_bulk?refresh=true"))
+        .header("content-type", "application/x-ndjson")
+        .body(bulk)
+        .send()
+        .await?;
+    anyhow::ensure!(
+        response.status().is_success(),
+        "bulk: {}",
+        response.text().await?
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alien4cloud_example_restores_indices_files_and_config_with_the_application_stopped()
 -> anyhow::Result<()> {
     let (url, _server) = elasticsearch();
-    let scratch = Scratch::new()?;
     let prefix = format!("a4c-{}", std::process::id());
     // Alien4Cloud's indices, with an alias the restore must move.
     for (index, docs) in [("application", 120), ("csar", 30)] {
@@ -203,89 +308,22 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
             Some(json!({"aliases": {format!("{name}-alias"): {}}})),
         )
         .await?;
-        let mut bulk = String::new();
-        for i in 0..docs {
-            bulk.push_str(&format!(
-                "{}\n{}\n",
-                json!({"index": {"_index": name, "_id": format!("id-{i}")}}),
-                json!({"name": format!("{index} {i}"), "version": i})
-            ));
-        }
-        let response = reqwest::Client::new()
-            .post(format!("{url}/_bulk?refresh=true"))
-            .header("content-type", "application/x-ndjson")
-            .body(bulk)
-            .send()
-            .await?;
-        anyhow::ensure!(
-            response.status().is_success(),
-            "bulk: {}",
-            response.text().await?
-        );
+        index_docs(&url, &name, docs).await?;
     }
-
-    let runtime = scratch.path("runtime");
-    let config = scratch.path("config");
-    std::fs::create_dir_all(runtime.join("csar/tosca-normative-types/1.0.0"))?;
-    std::fs::write(
-        runtime.join("csar/tosca-normative-types/1.0.0/types.yml"),
-        "tosca_definitions_version: alien_dsl_1_4_0\n",
-    )?;
-    std::fs::create_dir_all(&config)?;
-    std::fs::write(
-        config.join("alien4cloud-config.yml"),
-        "server:\n  port: 8088\n",
-    )?;
-    std::fs::write(scratch.path("password"), "a4c-example\n")?;
-    // systemctl stand-in: records what it was asked.
-    let calls = scratch.path("systemctl-calls");
-    let systemctl = scratch.path("systemctl");
-    std::fs::write(
-        &systemctl,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )?;
-    std::fs::set_permissions(
-        &systemctl,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-
-    let runner = example_runner(
-        &scratch,
-        "alien4cloud",
-        &[
-            ("/var/backups/cairn", &scratch.path("repo")),
-            ("/etc/cairn/repository-password", &scratch.path("password")),
-            ("/opt/alien4cloud/runtime", &runtime),
-            ("/opt/alien4cloud/config", &config),
-            ("http://127.0.0.1:9200", Path::new(&url)),
-            (
-                "\"systemctl\"",
-                Path::new(&format!("{:?}", systemctl.display().to_string())),
-            ),
-        ],
-    )?;
-    let overrides = params(json!({"indices": [format!("{prefix}-*")]}));
-    let report = runner
-        .run(
-            "alien4cloud",
-            RunKind::Backup,
-            RunOptions {
-                overrides: overrides.clone(),
-                ..RunOptions::default()
-            },
-        )
-        .await?;
+    let app = Alien4Cloud::new(&url)?;
+    let overrides = json!({"indices": [format!("{prefix}-*")]});
+    let report = app.run(RunKind::Backup, overrides.clone()).await?;
     assert_eq!(
         report.run.status,
         RunStatus::Succeeded,
         "{:?}",
         report.run.error
     );
-    assert!(!calls.exists(), "a backup does not stop the application");
+    assert_eq!(app.calls(), "", "a backup does not stop the application");
 
     // Damage everything, then restore.
-    std::fs::write(config.join("alien4cloud-config.yml"), "broken")?;
-    std::fs::remove_dir_all(runtime.join("csar"))?;
+    std::fs::write(app.config.join("alien4cloud-config.yml"), "broken")?;
+    std::fs::remove_dir_all(app.runtime.join("csar"))?;
     es(
         reqwest::Method::POST,
         format!("{url}/{prefix}-application/_doc/stray?refresh=true"),
@@ -293,16 +331,7 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
     )
     .await?;
 
-    let restore = runner
-        .run(
-            "alien4cloud",
-            RunKind::Restore,
-            RunOptions {
-                overrides,
-                ..RunOptions::default()
-            },
-        )
-        .await?;
+    let restore = app.run(RunKind::Restore, overrides).await?;
     assert_eq!(
         restore.run.status,
         RunStatus::Succeeded,
@@ -310,15 +339,15 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
         restore.run.error
     );
     assert_eq!(
-        std::fs::read_to_string(&calls)?,
+        app.calls(),
         "stop alien4cloud.service\nstart alien4cloud.service\n"
     );
     assert_eq!(
-        std::fs::read_to_string(config.join("alien4cloud-config.yml"))?,
+        std::fs::read_to_string(app.config.join("alien4cloud-config.yml"))?,
         "server:\n  port: 8088\n"
     );
     assert!(
-        runtime
+        app.runtime
             .join("csar/tosca-normative-types/1.0.0/types.yml")
             .is_file()
     );
@@ -339,6 +368,7 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
     let holders: Vec<&String> = aliases.as_object().unwrap().keys().collect();
     assert_eq!(holders.len(), 1, "{aliases}");
     assert_ne!(holders[0], &format!("{prefix}-application"), "{aliases}");
+    assert!(app.scratch.path("repo").is_dir());
     Ok(())
 }
 
@@ -346,54 +376,11 @@ async fn alien4cloud_example_restores_indices_files_and_config_with_the_applicat
 async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails()
 -> anyhow::Result<()> {
     let (url, _server) = elasticsearch();
-    let scratch = Scratch::new()?;
     let index = format!("a4c-fail-{}", std::process::id());
-    es(
-        reqwest::Method::PUT,
-        format!("{url}/{index}/_doc/1?refresh=true"),
-        Some(json!({"name": "one"})),
-    )
-    .await?;
-    let runtime = scratch.path("runtime");
-    let config = scratch.path("config");
-    std::fs::create_dir_all(&runtime)?;
-    std::fs::create_dir_all(&config)?;
-    std::fs::write(config.join("a.yml"), "a: 1\n")?;
-    std::fs::write(scratch.path("password"), "a4c-example\n")?;
-    let calls = scratch.path("systemctl-calls");
-    let systemctl = scratch.path("systemctl");
-    std::fs::write(
-        &systemctl,
-        format!("#!/bin/sh\necho \"$@\" >> {}\n", calls.display()),
-    )?;
-    std::fs::set_permissions(
-        &systemctl,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )?;
-    let runner = example_runner(
-        &scratch,
-        "alien4cloud",
-        &[
-            ("/var/backups/cairn", &scratch.path("repo")),
-            ("/etc/cairn/repository-password", &scratch.path("password")),
-            ("/opt/alien4cloud/runtime", &runtime),
-            ("/opt/alien4cloud/config", &config),
-            ("http://127.0.0.1:9200", Path::new(&url)),
-            (
-                "\"systemctl\"",
-                Path::new(&format!("{:?}", systemctl.display().to_string())),
-            ),
-        ],
-    )?;
-    let backup = runner
-        .run(
-            "alien4cloud",
-            RunKind::Backup,
-            RunOptions {
-                overrides: params(json!({"indices": [index]})),
-                ..RunOptions::default()
-            },
-        )
+    index_docs(&url, &index, 1).await?;
+    let app = Alien4Cloud::new(&url)?;
+    let backup = app
+        .run(RunKind::Backup, json!({"indices": [index]}))
         .await?;
     assert_eq!(
         backup.run.status,
@@ -403,14 +390,10 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
     );
 
     // The Elasticsearch step fails at restore (a cluster the job may not reach).
-    let restore = runner
+    let restore = app
         .run(
-            "alien4cloud",
             RunKind::Restore,
-            RunOptions {
-                overrides: params(json!({"indices": [index], "es-url": "http://127.0.0.1:1"})),
-                ..RunOptions::default()
-            },
+            json!({"indices": [index], "es-url": "http://127.0.0.1:1"}),
         )
         .await?;
     assert_eq!(restore.run.status, RunStatus::Failed);
@@ -420,7 +403,7 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
         "{error}"
     );
     assert_eq!(
-        std::fs::read_to_string(&calls)?,
+        app.calls(),
         "stop alien4cloud.service\nstart alien4cloud.service\n",
         "the application is started again after the failed restore"
     );
