@@ -57,6 +57,7 @@ mod export;
 pub mod functions;
 pub mod http;
 pub mod log;
+pub mod paths;
 pub mod progress;
 pub mod secrets;
 pub mod shell;

@@ -27,7 +27,7 @@ use std::path::Path;
 
 use cairn_guest::{
     Description, Error, ErrorContext, Function, Param, Result, Value, from_params, json, log,
-    storage,
+    paths, storage,
 };
 use serde::Deserialize;
 
@@ -39,55 +39,9 @@ struct Params {
     artifact: Option<String>,
 }
 
-/// `raw` as a clean absolute path: no empty or `.` components, no trailing
-/// `/`; `..` is refused.
+/// `raw` as a clean absolute path; `..` is refused.
 fn normalize_path(raw: &str) -> Result<String> {
-    if raw.contains('\0') {
-        return Err(Error::invalid(format!(
-            "invalid params: `path` {raw:?} contains a NUL byte"
-        )));
-    }
-    if !raw.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "invalid params: `path` {raw:?} is not an absolute path"
-        )));
-    }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(Error::invalid(format!(
-                    "invalid params: `path` {raw:?} contains `..`; write the path without it"
-                )));
-            }
-            part => parts.push(part),
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
-}
-
-/// The default artifact name of the normalized absolute `path`.
-fn default_artifact_name(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    if parts.is_empty() {
-        return "root".to_owned();
-    }
-    let mut name: String = parts
-        .join("-")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.starts_with('.') {
-        name.replace_range(..1, "_");
-    }
-    name
+    paths::normalize(raw, &format!("`path` {raw:?}"))
 }
 
 /// Files (and symlinks) under `path`, not following symlinks.
@@ -140,7 +94,7 @@ impl Function for ArchivePath {
                 ));
             }
             Some(name) => name,
-            None => default_artifact_name(&path),
+            None => paths::artifact_name(&path),
         };
         let artifact = storage::add_tree(&name, &path)
             .with_context(|| format!("archiving {path} as `{name}`"))?;
@@ -175,7 +129,7 @@ mod tests {
     use cairn_guest::ErrorKind;
 
     #[test]
-    fn paths_are_normalized_and_named() {
+    fn paths_are_normalized() {
         assert_eq!(normalize_path("/srv//data/./").unwrap(), "/srv/data");
         assert_eq!(normalize_path("/").unwrap(), "/");
         for bad in ["srv/data", "/srv/../etc", "/a\0b"] {
@@ -185,10 +139,10 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(default_artifact_name("/srv/data"), "srv-data");
-        assert_eq!(default_artifact_name("/home/me/.config"), "home-me-.config");
-        assert_eq!(default_artifact_name("/.x/y z"), "_x-y_z");
-        assert_eq!(default_artifact_name("/"), "root");
+        assert_eq!(
+            normalize_path("srv").unwrap_err().to_string(),
+            "invalid params: `path` \"srv\" is not an absolute path"
+        );
     }
 
     #[test]

@@ -68,12 +68,12 @@
 //! "bytes": total}` (`path` is `null` for a tree this task did not write).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io;
 
 use cairn_guest::progress::{self, Unit};
 use cairn_guest::storage::{self, ArtifactKind};
 use cairn_guest::{
-    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, serde_json,
+    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, paths,
+    serde_json,
 };
 use serde::Deserialize;
 
@@ -82,9 +82,6 @@ const PATHS_NOTE: &str = "paths";
 
 /// Longest artifact name: it becomes a directory name at restore.
 const MAX_NAME_BYTES: usize = 255;
-
-/// How many entries of a non-empty restore target an error names.
-const SHOWN_ENTRIES: usize = 3;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -117,54 +114,7 @@ struct Placement {
 /// `raw` as a clean absolute path: no empty or `.` components, no trailing
 /// `/`. `param` names the param it came from, for errors.
 fn normalize_path(param: &str, raw: &str) -> Result<String> {
-    if raw.contains('\0') {
-        return Err(Error::invalid(format!(
-            "invalid params: {raw:?} in `{param}` contains a NUL byte"
-        )));
-    }
-    if !raw.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "invalid params: {raw:?} in `{param}` is not an absolute path"
-        )));
-    }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(Error::invalid(format!(
-                    "invalid params: {raw:?} in `{param}` contains `..`; write the path without it"
-                )));
-            }
-            part => parts.push(part),
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
-}
-
-/// The artifact name of the normalized absolute `path`: its components
-/// joined by `-`, characters outside `[A-Za-z0-9._-]` replaced by `_`, a
-/// leading `.` replaced by `_`; `/` is `root`.
-fn artifact_name(path: &str) -> String {
-    let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
-    if parts.is_empty() {
-        return "root".to_owned();
-    }
-    let mut name: String = parts
-        .join("-")
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.starts_with('.') {
-        name.replace_range(..1, "_");
-    }
-    name
+    paths::normalize(raw, &format!("{raw:?} in `{param}`"))
 }
 
 /// Whether `inner` lies strictly inside directory `outer` (both normalized).
@@ -198,7 +148,7 @@ fn plan_backup(paths: &[String]) -> Result<Vec<Entry>> {
                 )));
             }
         }
-        let name = artifact_name(&path);
+        let name = paths::artifact_name(&path);
         if name.len() > MAX_NAME_BYTES {
             return Err(Error::invalid(format!(
                 "invalid params: {path} makes an artifact name longer than {MAX_NAME_BYTES} bytes; \
@@ -304,50 +254,6 @@ fn plan_restore(
             },
         })
         .collect())
-}
-
-/// Check that restoring into `dest` overwrites nothing, given what listing
-/// it gave: its first few entry names, or the error.
-fn check_listing(dest: &str, listing: io::Result<Vec<String>>) -> Result<()> {
-    match listing {
-        Ok(entries) if entries.is_empty() => Ok(()),
-        Ok(entries) => {
-            let mut shown: Vec<String> = entries
-                .iter()
-                .take(SHOWN_ENTRIES)
-                .map(|e| format!("`{e}`"))
-                .collect();
-            if entries.len() > SHOWN_ENTRIES {
-                shown.push("…".to_owned());
-            }
-            Err(Error::invalid(format!(
-                "restore target {dest} is not empty (it holds {}); restore into an empty or new \
-                 directory, or set param `overwrite = true` to restore over its contents",
-                shown.join(", ")
-            )))
-        }
-        // Missing, or outside every granted path (WASI cannot tell them
-        // apart): the host creates it, or refuses an ungranted target.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(Error::invalid(format!(
-            "restore target {dest} exists and is not a directory"
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(Error::denied(format!(
-            "cannot list restore target {dest} to check that it is empty ({e}); grant it \
-             read-write in `allow.paths`, or set param `overwrite = true` to skip the check"
-        ))),
-        Err(e) => Err(Error::failed(format!(
-            "cannot list restore target {dest} to check that it is empty: {e}"
-        ))),
-    }
-}
-
-/// The first entries of directory `dest` (one more than an error shows).
-fn list_dir(dest: &str) -> io::Result<Vec<String>> {
-    std::fs::read_dir(dest)?
-        .take(SHOWN_ENTRIES + 1)
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect()
 }
 
 /// The trees of the snapshot being restored.
@@ -479,7 +385,7 @@ impl Task for DirectoryTask {
         // Check every destination before restoring anything.
         if !params.overwrite {
             for p in &placements {
-                check_listing(&p.dest, list_dir(&p.dest))?;
+                paths::check_listing(&p.dest, paths::list_dir(&p.dest))?;
             }
         }
 
@@ -564,17 +470,10 @@ mod tests {
             err.to_string(),
             "invalid params: \"/srv/../etc\" in `target` contains `..`; write the path without it"
         );
-        assert!(normalize_path("paths", "/a\0b").is_err());
-    }
-
-    #[test]
-    fn artifact_names_derive_from_paths() {
-        assert_eq!(artifact_name("/srv/data"), "srv-data");
-        assert_eq!(artifact_name("/home/me/.config"), "home-me-.config");
-        assert_eq!(artifact_name("/.snapshots"), "_snapshots");
-        assert_eq!(artifact_name("/srv/my data/ünï"), "srv-my_data-_n_");
-        assert_eq!(artifact_name("/var/lib/app_v1.2"), "var-lib-app_v1.2");
-        assert_eq!(artifact_name("/"), "root");
+        assert_eq!(
+            normalize_path("paths", "/a\0b").unwrap_err().to_string(),
+            "invalid params: \"/a\\0b\" in `paths` contains a NUL byte"
+        );
     }
 
     #[test]
@@ -704,64 +603,6 @@ mod tests {
                 .starts_with("the snapshot's note `paths` is not a JSON object"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn restore_refuses_non_empty_destinations() {
-        assert!(check_listing("/r", Ok(vec![])).is_ok());
-        let err = check_listing("/r", Ok(strings(&["a", "b"]))).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Invalid);
-        assert_eq!(
-            err.to_string(),
-            "restore target /r is not empty (it holds `a`, `b`); restore into an empty or new \
-             directory, or set param `overwrite = true` to restore over its contents"
-        );
-        let err = check_listing("/r", Ok(strings(&["a", "b", "c", "d"]))).unwrap_err();
-        assert!(
-            err.to_string().contains("(it holds `a`, `b`, `c`, …)"),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn restore_check_classifies_listing_errors() {
-        let missing = io::Error::from(io::ErrorKind::NotFound);
-        assert!(check_listing("/r", Err(missing)).is_ok());
-        let file = io::Error::from(io::ErrorKind::NotADirectory);
-        assert_eq!(
-            check_listing("/r", Err(file)).unwrap_err().to_string(),
-            "restore target /r exists and is not a directory"
-        );
-        let denied = io::Error::from(io::ErrorKind::PermissionDenied);
-        let err = check_listing("/r", Err(denied)).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Denied);
-        assert!(err.to_string().contains("`allow.paths`"), "{err}");
-        let other = io::Error::other("disk on fire");
-        assert_eq!(
-            check_listing("/r", Err(other)).unwrap_err().kind(),
-            ErrorKind::Failed
-        );
-    }
-
-    #[test]
-    fn list_dir_sees_real_directories() {
-        let dir = std::env::temp_dir().join(format!("cairn-directory-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.to_str().unwrap();
-        assert!(check_listing(d, list_dir(d)).is_ok());
-        for n in 0..6 {
-            std::fs::write(dir.join(format!("f{n}")), b"x").unwrap();
-        }
-        assert_eq!(list_dir(d).unwrap().len(), SHOWN_ENTRIES + 1);
-        assert!(check_listing(d, list_dir(d)).is_err());
-        let missing = format!("{d}/missing");
-        assert!(check_listing(&missing, list_dir(&missing)).is_ok());
-        let file = format!("{d}/f0");
-        assert_eq!(
-            check_listing(&file, list_dir(&file)).unwrap_err().kind(),
-            ErrorKind::Invalid
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -97,8 +97,8 @@ use cairn_guest::progress::{self, Unit};
 use cairn_guest::shell::{Command, Output};
 use cairn_guest::storage::{Artifact, ArtifactKind};
 use cairn_guest::{
-    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, serde_json,
-    storage,
+    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, paths,
+    serde_json, storage,
 };
 use serde::Deserialize;
 
@@ -242,21 +242,7 @@ fn forbidden_option(arg: &str) -> Option<&'static str> {
 /// The artifact a dump of `database` is stored as: `<database>.sql`, with
 /// characters outside `[A-Za-z0-9._-]` and a leading `.` replaced by `_`.
 fn dump_artifact_name(database: &str) -> String {
-    let mut name: String = database
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.starts_with('.') {
-        name.replace_range(..1, "_");
-    }
-    name.push_str(".sql");
-    name
+    format!("{}.sql", paths::sanitize_name(database))
 }
 
 /// `value` as an SQL string that means the same whatever the `sql_mode`:

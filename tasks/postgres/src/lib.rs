@@ -80,7 +80,8 @@ use cairn_guest::progress::{self, Unit};
 use cairn_guest::shell::{Command, Output};
 use cairn_guest::storage::{Artifact, ArtifactKind};
 use cairn_guest::{
-    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, storage,
+    Context, Description, Error, ErrorContext, Param, Result, Task, Value, json, log, paths,
+    storage,
 };
 use serde::Deserialize;
 
@@ -325,21 +326,7 @@ fn create_sql(database: &str) -> String {
 /// The artifact a dump of `database` is stored as: `<database>.dump`, with
 /// characters outside `[A-Za-z0-9._-]` and a leading `.` replaced by `_`.
 fn dump_artifact_name(database: &str) -> String {
-    let mut name: String = database
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
-    if name.starts_with('.') {
-        name.replace_range(..1, "_");
-    }
-    name.push_str(".dump");
-    name
+    format!("{}.dump", paths::sanitize_name(database))
 }
 
 /// The stderr lines worth quoting: the last few that report an error

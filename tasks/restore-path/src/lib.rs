@@ -23,16 +23,11 @@
 //! it does hold), `invalid` for a stream artifact or a non-empty target,
 //! `denied` for a path not granted read-write, `unsupported` in a backup run.
 
-use std::io;
-
 use cairn_guest::storage::{self, Artifact, ArtifactKind};
 use cairn_guest::{
-    Description, Error, ErrorContext, Function, Param, Result, Value, from_params, json, log,
+    Description, Error, ErrorContext, Function, Param, Result, Value, from_params, json, log, paths,
 };
 use serde::Deserialize;
-
-/// How many entries of a non-empty target an error names.
-const SHOWN_ENTRIES: usize = 3;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -45,24 +40,7 @@ struct Params {
 
 /// `raw` as a clean absolute path; `..` is refused.
 fn normalize_path(raw: &str) -> Result<String> {
-    if raw.contains('\0') || !raw.starts_with('/') {
-        return Err(Error::invalid(format!(
-            "invalid params: `path` {raw:?} is not an absolute path"
-        )));
-    }
-    let mut parts = Vec::new();
-    for part in raw.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                return Err(Error::invalid(format!(
-                    "invalid params: `path` {raw:?} contains `..`; write the path without it"
-                )));
-            }
-            part => parts.push(part),
-        }
-    }
-    Ok(format!("/{}", parts.join("/")))
+    paths::normalize(raw, &format!("`path` {raw:?}"))
 }
 
 /// Check that `name` is a tree artifact among `held`.
@@ -91,50 +69,6 @@ fn check_tree_present(name: &str, held: &[Artifact]) -> Result<()> {
     }
 }
 
-/// Check that restoring into `dest` overwrites nothing, given what listing
-/// it gave: its first few entry names, or the error.
-fn check_listing(dest: &str, listing: io::Result<Vec<String>>) -> Result<()> {
-    match listing {
-        Ok(entries) if entries.is_empty() => Ok(()),
-        Ok(entries) => {
-            let mut shown: Vec<String> = entries
-                .iter()
-                .take(SHOWN_ENTRIES)
-                .map(|e| format!("`{e}`"))
-                .collect();
-            if entries.len() > SHOWN_ENTRIES {
-                shown.push("…".to_owned());
-            }
-            Err(Error::invalid(format!(
-                "restore target {dest} is not empty (it holds {}); restore into an empty or new \
-                 directory, or set param `overwrite = true` to restore over its contents",
-                shown.join(", ")
-            )))
-        }
-        // Missing, or outside every granted path (WASI cannot tell them
-        // apart): the host creates it, or refuses an ungranted target.
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotADirectory => Err(Error::invalid(format!(
-            "restore target {dest} exists and is not a directory"
-        ))),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(Error::denied(format!(
-            "cannot list restore target {dest} to check that it is empty ({e}); grant it \
-             read-write in `allow.paths`, or set param `overwrite = true` to skip the check"
-        ))),
-        Err(e) => Err(Error::failed(format!(
-            "cannot list restore target {dest} to check that it is empty: {e}"
-        ))),
-    }
-}
-
-/// The first entries of directory `dest` (one more than an error shows).
-fn list_dir(dest: &str) -> io::Result<Vec<String>> {
-    std::fs::read_dir(dest)?
-        .take(SHOWN_ENTRIES + 1)
-        .map(|entry| Ok(entry?.file_name().to_string_lossy().into_owned()))
-        .collect()
-}
-
 struct RestorePath;
 
 impl Function for RestorePath {
@@ -160,7 +94,7 @@ impl Function for RestorePath {
         let name = params.artifact;
         check_tree_present(&name, &storage::list()?)?;
         if !params.overwrite {
-            check_listing(&path, list_dir(&path))?;
+            paths::check_listing(&path, paths::list_dir(&path))?;
         }
         let artifact = storage::restore_tree(&name, &path)
             .with_context(|| format!("restoring `{name}` into {path}"))?;
@@ -215,30 +149,6 @@ mod tests {
                 .to_string()
                 .contains("(it holds no trees)")
         );
-    }
-
-    #[test]
-    fn a_non_empty_target_is_refused() {
-        let dir = std::env::temp_dir().join(format!("restore-path-test-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.to_str().unwrap();
-        assert!(check_listing(d, list_dir(d)).is_ok());
-        for n in 0..5 {
-            std::fs::write(dir.join(format!("f{n}")), b"x").unwrap();
-        }
-        let err = check_listing(d, list_dir(d)).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::Invalid);
-        assert!(err.to_string().contains("overwrite = true"), "{err}");
-        assert!(err.to_string().contains(", …)"), "{err}");
-        let missing = format!("{d}/missing");
-        assert!(check_listing(&missing, list_dir(&missing)).is_ok());
-        let file = format!("{d}/f0");
-        assert_eq!(
-            check_listing(&file, list_dir(&file)).unwrap_err().kind(),
-            ErrorKind::Invalid
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
