@@ -680,7 +680,10 @@ pub async fn run_phase(
     let log = setup.log.clone();
     let main = async {
         for step in &phase.steps {
-            let result = run_step(runtime, step, &scope, setup, None).await;
+            // The phase's own timeout (below) is the one that fires for a
+            // step without a timeout of its own: the call's limit is later.
+            let limit = timeout.saturating_add(Duration::from_secs(5));
+            let result = run_step(runtime, step, &scope, setup, limit).await;
             match result {
                 Ok(value) => {
                     scope.steps.insert(step.name.clone(), value);
@@ -727,7 +730,7 @@ pub async fn run_phase(
     let mut finally_errors = Vec::new();
     for step in &phase.finally {
         let limit = step.timeout.unwrap_or(FINALLY_TIMEOUT);
-        match run_step(runtime, step, &scope, setup, Some(limit)).await {
+        match run_step(runtime, step, &scope, setup, limit).await {
             Ok(value) => {
                 scope.steps.insert(step.name.clone(), value);
             }
@@ -750,7 +753,7 @@ async fn run_step(
     step: &Step,
     scope: &Scope,
     setup: &RunSetup,
-    finally_limit: Option<Duration>,
+    default_limit: Duration,
 ) -> Result<Value, String> {
     let label = format!("step `{}` ({})", step.name, step.calls);
     let params = scope
@@ -761,9 +764,7 @@ async fn run_step(
         .await
         .map_err(|e| format!("{label}: {e:#}"))?;
     let mut setup = setup.clone();
-    if let Some(limit) = step.timeout.or(finally_limit) {
-        setup.limits.timeout = limit;
-    }
+    setup.limits.timeout = step.timeout.unwrap_or(default_limit);
     setup.log.host("info", &format!("{label} started"));
     let started = std::time::Instant::now();
     let out = if step.is_task {
