@@ -7,12 +7,12 @@
 //! cluster, saying so; every test uses its own index names.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context as _;
-use cairn_es_test_server::{EsServer, Faults, Options};
+use cairn_es_test_server::Options;
 use serde_json::{Value, json};
 
+use crate::es_cluster::Cluster;
 use crate::support::{CliOutput, Scratch, cairn_with_env};
 
 /// The repository password of every test.
@@ -21,135 +21,16 @@ const PASSWORD_ENV: &str = "CAIRN_TEST_PASSWORD";
 /// The secret holding the real cluster's `Authorization` header, if any.
 const AUTH_SECRET: &str = "CAIRN_TEST_ES_AUTH";
 
-/// The cluster a test runs against.
-struct Cluster {
-    url: String,
-    /// The test server; `None` for a real cluster.
-    server: Option<EsServer>,
-    /// `Authorization` header value for a real cluster.
-    auth: Option<String>,
-    /// Prefix of every index this test creates (removed at the end on a real cluster).
-    prefix: String,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-}
-
-/// A fresh test server (or the real cluster), with a unique index prefix for `test`.
+/// A fresh test server (or the real cluster) for `test`.
 fn cluster(test: &str) -> anyhow::Result<Cluster> {
     cluster_with(test, Options::default())
 }
 
 fn cluster_with(test: &str, options: Options) -> anyhow::Result<Cluster> {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let prefix = format!(
-        "cairn-e2e-{test}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let client = reqwest::Client::new();
-    Ok(match std::env::var("CAIRN_TEST_ELASTICSEARCH_URL") {
-        Ok(url) => Cluster {
-            url: url.trim_end_matches('/').to_owned(),
-            server: None,
-            auth: std::env::var("CAIRN_TEST_ELASTICSEARCH_AUTH").ok(),
-            prefix,
-            client,
-            runtime,
-        },
-        Err(_) => {
-            let server = EsServer::start(options);
-            Cluster {
-                url: server.url(),
-                server: Some(server),
-                auth: None,
-                prefix,
-                client,
-                runtime,
-            }
-        }
-    })
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.server.is_none() {
-            let _ = self.call("DELETE", &format!("/{}*", self.prefix), None);
-        }
-    }
+    Cluster::start("e2e", test, options)
 }
 
 impl Cluster {
-    /// The test server's fault injection, or `None` (after saying why the
-    /// test is skipped) on a real cluster.
-    fn faults(&self, test: &str) -> Option<&Faults> {
-        match &self.server {
-            Some(server) => Some(server.faults()),
-            None => {
-                eprintln!("skipped `{test}`: it injects faults, which a real cluster cannot do");
-                None
-            }
-        }
-    }
-
-    /// An index name unique to this test.
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.prefix)
-    }
-
-    /// `METHOD path` with an optional JSON body (a string is sent as it is:
-    /// NDJSON for `_bulk`);
-    /// returns the status and the JSON body (`null` when it is not JSON).
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.url));
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
-        match body {
-            Some(Value::String(text)) => {
-                let kind = if path.contains("_bulk") {
-                    "application/x-ndjson"
-                } else {
-                    "application/json"
-                };
-                request = request.header("Content-Type", kind).body(text.clone());
-            }
-            Some(json) => {
-                request = request
-                    .header("Content-Type", "application/json")
-                    .body(json.to_string());
-            }
-            None => {}
-        }
-        self.runtime.block_on(async {
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("{method} {path}"))?;
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await?;
-            Ok((
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            ))
-        })
-    }
-
-    /// `call`, which must answer 2xx.
-    fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let (status, value) = self.call(method, path, body)?;
-        anyhow::ensure!(
-            (200..300).contains(&status),
-            "{method} {path} returned {status}: {value}"
-        );
-        Ok(value)
-    }
-
     /// Index `docs` (`(id, routing, source)`) into `index` with one `_bulk`.
     fn index_docs(
         &self,
@@ -225,7 +106,9 @@ impl Cluster {
 
     /// Scroll contexts left open (0 on a real cluster, where it is not known).
     fn open_scrolls(&self) -> usize {
-        self.server.as_ref().map_or(0, EsServer::open_scrolls)
+        self.server
+            .as_ref()
+            .map_or(0, cairn_es_test_server::EsServer::open_scrolls)
     }
 
     /// `[repository]`, `[state]` and job `es` running the module with

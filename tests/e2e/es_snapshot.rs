@@ -16,12 +16,12 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context as _;
-use cairn_es_test_server::{EsServer, Faults, Options};
+use cairn_es_test_server::Options;
 use serde_json::{Value, json};
 
+use crate::es_cluster::{Cluster, real_cluster};
 use crate::support::{CliOutput, Scratch, cairn_with_env};
 
 /// The repository password of every test.
@@ -30,162 +30,18 @@ const PASSWORD_ENV: &str = "CAIRN_TEST_PASSWORD";
 /// The secret holding the real cluster's `Authorization` header, if any.
 const AUTH_SECRET: &str = "CAIRN_TEST_ES_SNAPSHOT_AUTH";
 
-/// The cluster a test runs against.
-struct Cluster {
-    url: String,
-    /// The test server; `None` for a real cluster.
-    server: Option<EsServer>,
-    /// `Authorization` header value for a real cluster.
-    auth: Option<String>,
-    /// Prefix of every index, repository and location this test uses.
-    prefix: String,
-    client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
-}
-
-fn unique_prefix(test: &str) -> String {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "cairn-snap-{test}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
 /// A fresh test server (or the real cluster) for `test`.
 fn cluster(test: &str) -> anyhow::Result<Cluster> {
     cluster_with(test, Options::default())
 }
 
 fn cluster_with(test: &str, options: Options) -> anyhow::Result<Cluster> {
-    let prefix = unique_prefix(test);
-    Ok(match std::env::var("CAIRN_TEST_ELASTICSEARCH_URL") {
-        Ok(url) => Cluster::new(
-            url.trim_end_matches('/').to_owned(),
-            None,
-            std::env::var("CAIRN_TEST_ELASTICSEARCH_AUTH").ok(),
-            prefix,
-        )?,
-        Err(_) => {
-            let server = EsServer::start(options);
-            Cluster::new(server.url(), Some(server), None, prefix)?
-        }
-    })
-}
-
-/// Whether the tests run against a real cluster.
-fn real_cluster() -> bool {
-    std::env::var_os("CAIRN_TEST_ELASTICSEARCH_URL").is_some()
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        if self.server.is_none() {
-            let _ = self.call("DELETE", &format!("/{}*", self.prefix), None);
-            if let Ok((_, snaps)) =
-                self.call("GET", &format!("/_snapshot/{}/_all", self.repo()), None)
-            {
-                for s in snaps["snapshots"].as_array().into_iter().flatten() {
-                    if let Some(name) = s["snapshot"].as_str() {
-                        let _ = self.call(
-                            "DELETE",
-                            &format!("/_snapshot/{}/{name}", self.repo()),
-                            None,
-                        );
-                    }
-                }
-            }
-            let _ = self.call("DELETE", &format!("/_snapshot/{}", self.repo()), None);
-        }
-    }
+    Cluster::start("snap", test, options)
 }
 
 impl Cluster {
-    fn new(
-        url: String,
-        server: Option<EsServer>,
-        auth: Option<String>,
-        prefix: String,
-    ) -> anyhow::Result<Self> {
-        Ok(Cluster {
-            url,
-            server,
-            auth,
-            prefix,
-            client: reqwest::Client::new(),
-            runtime: tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?,
-        })
-    }
-
-    /// The test server's fault injection, or `None` (after saying why the
-    /// test is skipped) on a real cluster.
-    fn faults(&self, test: &str) -> Option<&Faults> {
-        match &self.server {
-            Some(server) => Some(server.faults()),
-            None => {
-                eprintln!("skipped `{test}`: it injects faults, which a real cluster cannot do");
-                None
-            }
-        }
-    }
-
-    /// A name unique to this test.
-    fn name(&self, suffix: &str) -> String {
-        format!("{}-{suffix}", self.prefix)
-    }
-
-    /// The Elasticsearch snapshot repository of this test.
     fn repo(&self) -> String {
         self.name("repo")
-    }
-
-    /// `METHOD path` with an optional JSON body (a string is sent as NDJSON);
-    /// the status and the JSON body (`null` when it is not JSON).
-    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<(u16, Value)> {
-        let method = reqwest::Method::from_bytes(method.as_bytes())?;
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.url));
-        if let Some(auth) = &self.auth {
-            request = request.header("Authorization", auth);
-        }
-        match body {
-            Some(Value::String(text)) => {
-                request = request
-                    .header("Content-Type", "application/x-ndjson")
-                    .body(text.clone());
-            }
-            Some(json) => {
-                request = request
-                    .header("Content-Type", "application/json")
-                    .body(json.to_string());
-            }
-            None => {}
-        }
-        self.runtime.block_on(async {
-            let response = request
-                .send()
-                .await
-                .with_context(|| format!("{method} {path}"))?;
-            let status = response.status().as_u16();
-            let bytes = response.bytes().await?;
-            Ok((
-                status,
-                serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-            ))
-        })
-    }
-
-    /// `call`, which must answer 2xx.
-    fn ok(&self, method: &str, path: &str, body: Option<&Value>) -> anyhow::Result<Value> {
-        let (status, value) = self.call(method, path, body)?;
-        anyhow::ensure!(
-            (200..300).contains(&status),
-            "{method} {path} returned {status}: {value}"
-        );
-        Ok(value)
     }
 
     /// Index `n` small documents into `index` (created if missing).
@@ -204,7 +60,7 @@ impl Cluster {
     }
 
     /// Every document of `index`: id → source.
-    fn documents(&self, index: &str) -> anyhow::Result<BTreeMap<String, Value>> {
+    fn sources(&self, index: &str) -> anyhow::Result<BTreeMap<String, Value>> {
         self.ok("POST", &format!("/{index}/_refresh"), None)?;
         let page = self.ok(
             "POST",
@@ -441,9 +297,9 @@ fn snapshot_restores_into_renamed_indices_and_moves_aliases() -> anyhow::Result<
     let restored = setup.restore(&["move-aliases=true"])?;
     assert_eq!(restored["snapshot"], name.as_str(), "{restored}");
     let (logs_copy, users_copy) = (format!("{logs}-restored"), format!("{users}-restored"));
-    assert_eq!(es.documents(&logs_copy)?, es.documents(&logs)?);
-    assert_eq!(es.documents(&users_copy)?, es.documents(&users)?);
-    assert_eq!(es.documents(&logs_copy)?.len(), 40);
+    assert_eq!(es.sources(&logs_copy)?, es.sources(&logs)?);
+    assert_eq!(es.sources(&users_copy)?, es.sources(&users)?);
+    assert_eq!(es.sources(&logs_copy)?.len(), 40);
     // The alias moved, in one step, from the original to its copy.
     assert_eq!(es.alias_targets(&alias)?, vec![logs_copy.clone()]);
     assert_eq!(
@@ -591,7 +447,7 @@ fn archived_repository_restores_into_a_fresh_cluster() -> anyhow::Result<()> {
     let es = cluster_with("archive", options())?;
     let logs = es.name("logs");
     es.seed(&logs, 25)?;
-    let before = es.documents(&logs)?;
+    let before = es.sources(&logs)?;
     let location = es.name("location");
     let dir = path_repo.join(&location);
     let params = json!({"archive-path": dir.display().to_string()});
@@ -614,18 +470,18 @@ fn archived_repository_restores_into_a_fresh_cluster() -> anyhow::Result<()> {
         let prefix = es.prefix.clone();
         let listen = es.server.as_ref().context("test server")?.addr();
         drop(es);
-        let server = EsServer::start(Options {
+        let server = cairn_es_test_server::EsServer::start(Options {
             listen,
             ..options()
         });
-        Cluster::new(server.url(), Some(server), None, prefix)?
+        Cluster::with_server(server, prefix)?
     };
     std::fs::remove_dir_all(&dir)?;
     assert!(es.call("GET", &format!("/{logs}/_count"), None)?.0 == 404);
 
     let restored = setup.restore(&[])?;
     assert_eq!(restored["archive_restored"], true, "{restored}");
-    assert_eq!(es.documents(&format!("{logs}-restored"))?, before);
+    assert_eq!(es.sources(&format!("{logs}-restored"))?, before);
     Ok(())
 }
 
@@ -685,7 +541,7 @@ fn restore_over_an_existing_open_index_needs_delete_existing() -> anyhow::Result
     es.seed(&logs, 12)?;
     let setup = Setup::new(&es, &json!({}), Auth::Default, "")?;
     setup.backup()?;
-    let before = es.documents(&logs)?;
+    let before = es.sources(&logs)?;
     // Change the live index after the snapshot.
     es.ok(
         "PUT",
@@ -701,10 +557,10 @@ fn restore_over_an_existing_open_index_needs_delete_existing() -> anyhow::Result
         .to_owned();
     assert!(error.contains("delete-existing"), "{out}");
     assert!(error.contains(&logs), "{out}");
-    assert_eq!(es.documents(&logs)?.len(), 13, "the index was left alone");
+    assert_eq!(es.sources(&logs)?.len(), 13, "the index was left alone");
 
     let restored = setup.restore(&["restore-to-originals=true", "delete-existing=true"])?;
     assert_eq!(restored["deleted"], json!([logs]), "{restored}");
-    assert_eq!(es.documents(&logs)?, before);
+    assert_eq!(es.sources(&logs)?, before);
     Ok(())
 }

@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod elasticsearch;
+mod es_cluster;
 mod es_snapshot;
 mod examples;
 mod functions;
