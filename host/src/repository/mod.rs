@@ -40,6 +40,7 @@
 
 mod backup;
 mod gate;
+mod keyfile;
 mod lock;
 mod restore;
 mod retention;
@@ -494,8 +495,16 @@ impl Repository {
                     &KeyOptions::default(),
                     &config,
                 )
-                .map_err(failed(what))?;
-            Ok(Self::from_key(path, repo.key()))
+                .map_err(failed(what.clone()))?;
+            let key = repo.key();
+            drop(repo);
+            keyfile::rewrite_with_restic_cost(path, password, &key).map_err(|e| {
+                RepoError::Failed {
+                    what,
+                    message: format!("{e:#}"),
+                }
+            })?;
+            Ok(Self::from_key(path, key))
         })();
         if result.is_err() {
             // leave nothing behind: empty the directory again (remove it if we created it)

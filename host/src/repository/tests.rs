@@ -246,6 +246,47 @@ fn init_open_and_their_errors() -> Result<()> {
     Ok(())
 }
 
+/// `init` leaves one key file in restic's format, with restic's scrypt cost (not
+/// rustic's 128 MiB), that opens with the password and only with it.
+#[test]
+fn init_writes_one_key_file_with_restic_scrypt_cost() -> Result<()> {
+    use sha2::Digest as _;
+    let (dir, repo) = new_repo()?;
+    let keys: Vec<PathBuf> = std::fs::read_dir(repo.path().join("keys"))?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()?;
+    let [key] = keys.as_slice() else {
+        bail!("expected one key file, found {keys:?}");
+    };
+    let bytes = std::fs::read(key)?;
+    assert_eq!(
+        key.file_name().and_then(|n| n.to_str()),
+        Some(hex::encode(sha2::Sha256::digest(&bytes)).as_str()),
+        "a key file is named by the SHA-256 of its bytes"
+    );
+    let file: rustic_core::repofile::KeyFile = serde_json::from_slice(&bytes)?;
+    assert_eq!(
+        (file.kdf.as_str(), file.n, file.r, file.p),
+        ("scrypt", 1 << 15, 8, 1)
+    );
+    assert_eq!(file.salt.len(), 64);
+    assert!(
+        file.created.is_some() && file.hostname.is_some(),
+        "as restic, a key records where and when it was made"
+    );
+    assert!(file.key_from_password(&PW).is_ok());
+    assert!(file.key_from_password(&"wrong").is_err());
+    // the master key is the one the repository's files are encrypted with
+    let reopened = Repository::open(repo.path(), PW)?;
+    let tree = dir.path().join("tree");
+    make_tree(&tree)?;
+    let (info, _) = backup_fixture(&reopened, &tree, "r1")?;
+    let listed = Repository::open(repo.path(), PW)?.snapshots(None)?;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, info.id);
+    Ok(())
+}
+
 #[test]
 fn one_session_commits_one_snapshot_that_restores_identically() -> Result<()> {
     let (dir, repo) = new_repo()?;
