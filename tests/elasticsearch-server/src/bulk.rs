@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::io::Write as _;
 use std::time::Instant;
 
 use serde::de::IgnoredAny;
@@ -318,13 +319,20 @@ pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
             },
             Action::Index | Action::Create => {
                 let bytes = op.source.expect("sources read for index/create");
-                let doc = serde_json::from_slice::<Map<String, Value>>(&bytes).map_err(|e| {
-                    EsError::mapper_parsing("failed to parse").caused_by(EsError::new(
-                        400,
-                        "json_parse_exception",
-                        e.to_string(),
-                    ))
-                })?;
+                // most documents fit the mapping as it is: checked without building a `Value`
+                let doc = if mapping::fits_unchanged(&index.mappings, &bytes) {
+                    None
+                } else {
+                    Some(
+                        serde_json::from_slice::<Map<String, Value>>(&bytes).map_err(|e| {
+                            EsError::mapper_parsing("failed to parse").caused_by(EsError::new(
+                                400,
+                                "json_parse_exception",
+                                e.to_string(),
+                            ))
+                        })?,
+                    )
+                };
                 if op.action == Action::Create
                     && let Some(existing) = index.get(&id)
                 {
@@ -337,7 +345,9 @@ pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
                     .with("shard", "0")
                     .with("index", index_name.as_str()));
                 }
-                mapping::index_document(&mut index.mappings, &doc, &id)?;
+                if let Some(doc) = &doc {
+                    mapping::index_document(&mut index.mappings, doc, &id)?;
+                }
                 let w = index.put(&id, routing, bytes);
                 let (result, status) = if w.created {
                     ("created", 201)
@@ -442,22 +452,21 @@ pub fn write_item_body(out: &mut Vec<u8>, item: &ItemResult, replicas: u32, in_b
     push_json_str(out, &item.id);
     match &item.outcome {
         Ok((w, result, status)) => {
-            out.extend_from_slice(
-                format!(
-                    ",\"_version\":{},\"result\":\"{result}\",\"_shards\":{{\"total\":{},\"successful\":1,\"failed\":0}},\"_seq_no\":{},\"_primary_term\":1",
-                    w.version,
-                    1 + replicas,
-                    w.seq_no
-                )
-                .as_bytes(),
-            );
+            write!(
+                out,
+                ",\"_version\":{},\"result\":\"{result}\",\"_shards\":{{\"total\":{},\"successful\":1,\"failed\":0}},\"_seq_no\":{},\"_primary_term\":1",
+                w.version,
+                1 + replicas,
+                w.seq_no
+            )
+            .expect("writing to a Vec");
             if in_bulk {
-                out.extend_from_slice(format!(",\"status\":{status}").as_bytes());
+                write!(out, ",\"status\":{status}").expect("writing to a Vec");
             }
             out.push(b'}');
         }
         Err(e) => {
-            out.extend_from_slice(format!(",\"status\":{},\"error\":", e.status).as_bytes());
+            write!(out, ",\"status\":{},\"error\":", e.status).expect("writing to a Vec");
             serde_json::to_writer(&mut *out, &e.object()).expect("vec");
             out.push(b'}');
         }
@@ -477,16 +486,17 @@ pub fn bulk(
     }
     let ops = parse_bulk(body, path_index, params.get("routing").map(String::as_str))?;
     let mut results = Vec::with_capacity(ops.len());
-    let mut replicas = HashMap::new();
+    // replicas of each index written (a bulk request seldom writes more than one)
+    let mut replicas: Vec<(String, u32)> = Vec::new();
     {
         let mut state = app.state();
         for op in ops {
             let reject = app.faults.take_reject_bulk_item();
             let r = apply(&mut state, op, reject);
-            if !replicas.contains_key(&r.index)
+            if !replicas.iter().any(|(name, _)| *name == r.index)
                 && let Some(i) = state.indices.get(&r.index)
             {
-                replicas.insert(r.index.clone(), i.replicas());
+                replicas.push((r.index.clone(), i.replicas()));
             }
             results.push(r);
         }
@@ -510,7 +520,10 @@ pub fn bulk(
         write_item_body(
             &mut out,
             r,
-            replicas.get(&r.index).copied().unwrap_or(1),
+            replicas
+                .iter()
+                .find(|(name, _)| *name == r.index)
+                .map_or(1, |&(_, n)| n),
             true,
         );
         out.push(b'}');

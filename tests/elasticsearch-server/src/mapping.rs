@@ -5,6 +5,9 @@
 //! fraction → `float`; boolean; object), values that cannot be indexed into an existing field
 //! are `mapper_parsing_exception`s, type changes are refused, `dynamic: strict|false` is honoured.
 
+use std::borrow::Cow;
+
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value, json};
 
 use crate::error::EsError;
@@ -328,13 +331,13 @@ fn check_value<'a>(
         let name = path.last().copied().unwrap_or_default().to_string();
         return check_object(sub, dynamic_of(def, dynamic), obj, path, id, updates, &name);
     }
+    let shown = value
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| value.to_string());
     let fail = |cause: EsError| {
-        let preview = match value {
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
         Err(EsError::mapper_parsing(format!(
-            "failed to parse field [{}] of type [{ty}] in document with id '{id}'. Preview of field's value: '{preview}'",
+            "failed to parse field [{}] of type [{ty}] in document with id '{id}'. Preview of field's value: '{shown}'",
             path.join(".")
         ))
         .caused_by(cause))
@@ -346,65 +349,210 @@ fn check_value<'a>(
             "Can't get text on a START_OBJECT",
         ));
     }
-    match ty {
+    let scalar = match value {
+        Value::Bool(_) => Scalar::Bool,
+        Value::Number(_) => Scalar::Number,
+        Value::String(s) => Scalar::Str(s),
+        _ => unreachable!("arrays, objects and null are handled above"),
+    };
+    if accepts(ty, scalar) {
+        return Ok(());
+    }
+    fail(match ty {
         "long" | "integer" | "short" | "byte" | "unsigned_long" => match value {
-            Value::Number(_) => {}
-            Value::String(s) if s.trim().parse::<f64>().is_ok() => {}
-            Value::String(s) => {
-                return fail(EsError::new(
-                    400,
-                    "illegal_argument_exception",
-                    format!("For input string: \"{s}\""),
-                ));
-            }
-            _ => {
-                return fail(EsError::new(
-                    400,
-                    "json_parse_exception",
-                    "Current token (VALUE_TRUE) not numeric, can not use numeric value accessors",
-                ));
-            }
+            Value::String(s) => EsError::new(
+                400,
+                "illegal_argument_exception",
+                format!("For input string: \"{s}\""),
+            ),
+            _ => EsError::new(
+                400,
+                "json_parse_exception",
+                "Current token (VALUE_TRUE) not numeric, can not use numeric value accessors",
+            ),
         },
-        "double" | "float" | "half_float" | "scaled_float" => match value {
-            Value::Number(_) => {}
-            Value::String(s) if s.trim().parse::<f64>().is_ok() => {}
-            other => {
-                return fail(EsError::new(
-                    400,
-                    "number_format_exception",
-                    format!("For input string: \"{}\"", other.as_str().unwrap_or("true")),
-                ));
-            }
+        "double" | "float" | "half_float" | "scaled_float" => EsError::new(
+            400,
+            "number_format_exception",
+            format!("For input string: \"{}\"", value.as_str().unwrap_or("true")),
+        ),
+        "boolean" => EsError::illegal_argument(format!(
+            "Failed to parse value [{shown}] as only [true] or [false] are allowed."
+        )),
+        _ => EsError::illegal_argument(format!(
+            "failed to parse date field [{shown}] with format [strict_date_optional_time||epoch_millis]"
+        )),
+    })
+}
+
+/// A scalar JSON value, as far as field types care.
+#[derive(Clone, Copy)]
+enum Scalar<'a> {
+    Bool,
+    Number,
+    Str(&'a str),
+}
+
+/// Whether a field of type `ty` indexes `value` (ES coerces numeric and boolean strings).
+fn accepts(ty: &str, value: Scalar<'_>) -> bool {
+    match ty {
+        "long" | "integer" | "short" | "byte" | "unsigned_long" | "double" | "float"
+        | "half_float" | "scaled_float" => match value {
+            Scalar::Number => true,
+            Scalar::Str(s) => s.trim().parse::<f64>().is_ok(),
+            Scalar::Bool => false,
         },
         "boolean" => match value {
-            Value::Bool(_) => {}
-            Value::String(s) if s == "true" || s == "false" || s.is_empty() => {}
-            other => {
-                let shown = other
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| other.to_string());
-                return fail(EsError::illegal_argument(format!(
-                    "Failed to parse value [{shown}] as only [true] or [false] are allowed."
-                )));
-            }
+            Scalar::Bool => true,
+            Scalar::Str(s) => s == "true" || s == "false" || s.is_empty(),
+            Scalar::Number => false,
         },
         "date" | "date_nanos" => match value {
-            Value::Number(_) => {}
-            Value::String(s) if looks_like_date(s) => {}
-            other => {
-                let shown = other
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| other.to_string());
-                return fail(EsError::illegal_argument(format!(
-                    "failed to parse date field [{shown}] with format [strict_date_optional_time||epoch_millis]"
-                )));
-            }
+            Scalar::Number => true,
+            Scalar::Str(s) => looks_like_date(s),
+            Scalar::Bool => false,
         },
-        _ => {}
+        _ => true,
     }
-    Ok(())
+}
+
+/// The fast path of indexing a `_source`: whether `source` is a JSON object that fits
+/// `mapping` as it is — every field mapped and every value accepted, so that
+/// [`index_document`] would succeed without changing the mapping. Parses without building
+/// a `Value`. `false` means "not sure": the caller takes the full path, which also words
+/// the errors and maps new fields.
+pub fn fits_unchanged(mapping: &Map<String, Value>, source: &[u8]) -> bool {
+    let Ok(Json::Object(doc)) = serde_json::from_slice::<Json>(source) else {
+        return false;
+    };
+    let empty = Map::new();
+    let props = mapping
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&empty);
+    object_fits(props, dynamic_of(mapping, Dynamic::True), &doc)
+}
+
+fn object_fits(
+    props: &Map<String, Value>,
+    dynamic: Dynamic,
+    doc: &[(Cow<'_, str>, Json<'_>)],
+) -> bool {
+    doc.iter()
+        .all(|(name, value)| match props.get(name.as_ref()) {
+            Some(def) => value_fits(def, dynamic, value),
+            // ignored when dynamic is false; otherwise it may be mapped or refused
+            None => dynamic == Dynamic::False,
+        })
+}
+
+fn value_fits(def: &Value, dynamic: Dynamic, value: &Json<'_>) -> bool {
+    let ty = field_type(def);
+    match value {
+        Json::Null => true,
+        Json::Array(items) => items.iter().all(|v| value_fits(def, dynamic, v)),
+        Json::Object(obj) if is_object_type(ty) => {
+            let def = def.as_object().expect("field definitions are objects");
+            let empty = Map::new();
+            let sub = def
+                .get("properties")
+                .and_then(Value::as_object)
+                .unwrap_or(&empty);
+            object_fits(sub, dynamic_of(def, dynamic), obj)
+        }
+        Json::Object(_) => false,
+        _ if is_object_type(ty) => false,
+        Json::Bool => accepts(ty, Scalar::Bool),
+        Json::Number => accepts(ty, Scalar::Number),
+        Json::Str(s) => accepts(ty, Scalar::Str(s)),
+    }
+}
+
+/// A parsed JSON value that borrows its strings from the input where it can (for
+/// [`fits_unchanged`]; numbers are only told apart from other values).
+enum Json<'a> {
+    Null,
+    Bool,
+    Number,
+    Str(Cow<'a, str>),
+    Array(Vec<Json<'a>>),
+    Object(Vec<(Cow<'a, str>, Json<'a>)>),
+}
+
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(JsonVisitor)
+    }
+}
+
+struct JsonVisitor;
+
+impl<'de> Visitor<'de> for JsonVisitor {
+    type Value = Json<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_unit<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_none<E>(self) -> Result<Json<'de>, E> {
+        Ok(Json::Null)
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Json<'de>, E> {
+        Ok(Json::Bool)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Json<'de>, E> {
+        Ok(Json::Number)
+    }
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_string())))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Json::Array(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(Key(key)) = map.next_key()? {
+            entries.push((key, map.next_value()?));
+        }
+        Ok(Json::Object(entries))
+    }
+}
+
+/// An object key, borrowed from the input unless it holds escapes.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(KeyVisitor)
+    }
 }
 
 /// The mapping ES's dynamic mapping gives a new field holding `value` (`None`: not mapped yet).
@@ -500,6 +648,56 @@ mod tests {
         );
         // ES coerces numeric strings.
         index_document(&mut m, &obj(json!({"n": "12"})), "8").unwrap();
+    }
+
+    /// The fast path says "fits" only where the full check passes without mapping anything.
+    #[test]
+    fn fast_path_agrees_with_the_full_check() {
+        let mapping = obj(json!({"properties": {
+            "title": {"type": "text"}, "n": {"type": "long"}, "ok": {"type": "boolean"},
+            "at": {"type": "date"}, "f": {"type": "float"},
+            "o": {"properties": {"x": {"type": "long"}}},
+            "loose": {"type": "object", "dynamic": false, "properties": {}}
+        }}));
+        let cases = [
+            (
+                json!({"title": "t", "n": 1, "ok": true, "at": "2026-01-01", "f": 1.5}),
+                true,
+            ),
+            (
+                json!({"n": "12", "ok": "false", "at": 17, "tags": null}),
+                false,
+            ),
+            (json!({"n": "12", "ok": "false", "at": 17}), true),
+            (
+                json!({"title": ["a", "b"], "n": [1, null, 2], "o": {"x": 3}}),
+                true,
+            ),
+            (json!({"o": [{"x": 1}, {"x": 2}]}), true),
+            (json!({"loose": {"anything": {"at": "all"}}}), true),
+            (json!({"new": 1}), false),
+            (json!({"o": {"y": 1}}), false),
+            (json!({"n": "abc"}), false),
+            (json!({"n": true}), false),
+            (json!({"ok": "yes"}), false),
+            (json!({"at": "yesterday"}), false),
+            (json!({"title": {"nested": 1}}), false),
+            (json!({"o": 5}), false),
+        ];
+        for (doc, fits) in cases {
+            let bytes = serde_json::to_vec(&doc).unwrap();
+            assert_eq!(fits_unchanged(&mapping, &bytes), fits, "{doc}");
+            if fits {
+                let mut m = mapping.clone();
+                let full = index_document(&mut m, &obj(doc.clone()), "1");
+                assert_eq!(full.ok(), Some(false), "{doc}");
+            }
+        }
+        assert!(fits_unchanged(&mapping, br#"{"tit\u006ce": "t"}"#));
+        assert!(!fits_unchanged(&mapping, b"[1]"));
+        assert!(!fits_unchanged(&mapping, b"{\"n\": 1"));
+        assert!(!fits_unchanged(&Map::new(), br#"{"n": 1}"#));
+        assert!(fits_unchanged(&Map::new(), b"{}"));
     }
 
     #[test]
