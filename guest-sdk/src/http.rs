@@ -193,17 +193,77 @@ impl Request {
     /// is not an error (see [`Response::error_for_status`]).
     pub fn send(&self) -> Result<Response> {
         let response = wit::send(&self.inner).map_err(Error::from_wit)?;
-        Ok(Response {
-            status: response.status,
-            headers: response
-                .headers
-                .into_iter()
-                .map(|h| (h.name, h.value))
-                .collect(),
-            body: response.body,
+        Ok(Response::from_wit(
+            response,
+            self.inner.method,
+            &self.inner.url,
+        ))
+    }
+
+    /// Start sending the request and return at once; [`Pending::wait`] gives
+    /// what [`Request::send`] would have. Meanwhile the module can prepare
+    /// the next request: a bulk load reads its next batch while the cluster
+    /// indexes the last one.
+    ///
+    /// ```no_run
+    /// # fn load(url: &str, batches: Vec<Vec<u8>>) -> cairn_guest::Result<()> {
+    /// use cairn_guest::http::Request;
+    ///
+    /// let mut in_flight = None;
+    /// for batch in batches {
+    ///     let next = Request::post(format!("{url}/_bulk")).body(batch).start()?;
+    ///     if let Some(previous) = in_flight.replace(next) {
+    ///         previous.wait()?.error_for_status()?;
+    ///     }
+    /// }
+    /// if let Some(last) = in_flight {
+    ///     last.wait()?.error_for_status()?;
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `limit` when 8 started requests are not dropped yet. The errors of
+    /// [`Request::send`] come from [`Pending::wait`].
+    pub fn start(&self) -> Result<Pending> {
+        let inner = wit::start(&self.inner).map_err(Error::from_wit)?;
+        Ok(Pending {
+            inner,
             method: self.inner.method,
             url: self.inner.url.clone(),
         })
+    }
+}
+
+/// A request started with [`Request::start`]. Dropping it cancels the request.
+#[derive(Debug)]
+pub struct Pending {
+    inner: wit::Pending,
+    method: Method,
+    url: String,
+}
+
+impl Pending {
+    /// Wait for the response.
+    ///
+    /// # Errors
+    ///
+    /// As [`Request::send`].
+    pub fn wait(self) -> Result<Response> {
+        let response = self.inner.wait().map_err(Error::from_wit)?;
+        Ok(Response::from_wit(response, self.method, &self.url))
+    }
+
+    /// The method of the request.
+    pub fn method(&self) -> Method {
+        self.method
+    }
+
+    /// The URL of the request.
+    pub fn url(&self) -> &str {
+        &self.url
     }
 }
 
@@ -230,6 +290,20 @@ pub struct Response {
 }
 
 impl Response {
+    fn from_wit(response: wit::Response, method: Method, url: &str) -> Self {
+        Response {
+            status: response.status,
+            headers: response
+                .headers
+                .into_iter()
+                .map(|h| (h.name, h.value))
+                .collect(),
+            body: response.body,
+            method,
+            url: url.to_string(),
+        }
+    }
+
     /// Whether the status is 2xx.
     pub fn is_success(&self) -> bool {
         (200..300).contains(&self.status)

@@ -162,6 +162,80 @@ async fn http_to_an_origin_not_granted_is_denied_and_a_granted_origin_is_reached
     Ok(())
 }
 
+/// `http.start`: requests on their way together, at most 8 per store (dropping
+/// one frees its place), and checked against the grant as `send` is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn started_requests_travel_together_up_to_eight_and_obey_the_grant() -> anyhow::Result<()> {
+    let server = TestServer::start().await?;
+    let scratch = Scratch::new()?;
+    let grant = format!("http = [{}]", toml_str(&server.url));
+    let runner = scratch.runner(&job("start", "", &grant))?;
+    let slow = |n: usize| vec![format!("{}/slow?ms=500", server.url); n];
+
+    // four 500 ms requests answered together, in the order started
+    let result = succeeded(
+        &backup(
+            &runner,
+            "start",
+            json!({"action": "http-start", "urls": slow(4)}),
+        )
+        .await?,
+    );
+    assert_eq!(result["statuses"], json!([200, 200, 200, 200]));
+    let elapsed = result["elapsed_ms"].as_u64().context("elapsed_ms")?;
+    assert!(
+        (500..1500).contains(&elapsed),
+        "4 × 500 ms requests took {elapsed} ms: not sent together"
+    );
+
+    // eight dropped unanswered free their places for eight more
+    let result = succeeded(
+        &backup(
+            &runner,
+            "start",
+            json!({"action": "steps", "steps": [
+                {"action": "http-start", "urls": slow(8), "wait": false},
+                {"action": "http-start", "urls": slow(8)},
+            ]}),
+        )
+        .await?,
+    );
+    assert_eq!(result["results"][1]["statuses"], json!(vec![200; 8]));
+
+    let error = run_error(
+        &backup(
+            &runner,
+            "start",
+            json!({"action": "http-start", "urls": slow(9)}),
+        )
+        .await?,
+    )?;
+    assert_contains(
+        &error,
+        &[
+            "limit: ",
+            "more than 8 requests started and not yet dropped",
+        ],
+    );
+
+    let error = run_error(
+        &backup(
+            &runner,
+            "start",
+            json!({"action": "http-start", "urls": ["http://127.0.0.1:1/x"]}),
+        )
+        .await?,
+    )?;
+    assert_contains(
+        &error,
+        &[
+            "denied: ",
+            "http to http://127.0.0.1:1 is not granted to job `start`",
+        ],
+    );
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redirects_are_followed_only_to_granted_origins() -> anyhow::Result<()> {
     let first = TestServer::start().await?;

@@ -18,8 +18,10 @@ use url::Url;
 use crate::capabilities::log::RunLog;
 use crate::capabilities::secrets::SecretValues;
 use crate::runtime::bindings::WitError;
+use wasmtime::component::{Resource, ResourceTable};
+
 use crate::runtime::bindings::task::cairn::plugin::http::{
-    Header, Host, Method, Request, Response,
+    Header, Host, HostPending, Method, Request, Response,
 };
 
 /// One granted origin: `scheme://host:port`, where `host` may be `*.example.com`
@@ -135,8 +137,34 @@ pub fn client() -> reqwest::Client {
         .expect("TLS backend initialises")
 }
 
+/// Requests a store may have started and not yet dropped (`start`).
+pub const MAX_PENDING: usize = 8;
+
 /// The `http` capability of one store.
 pub struct HttpCap {
+    sender: Arc<Sender>,
+    /// `pending` resources.
+    table: ResourceTable,
+    /// How many `pending` resources are alive.
+    pending: Arc<()>,
+}
+
+/// A request started with `start`: the task sending it, aborted when dropped.
+pub struct Pending {
+    task: Option<tokio::task::JoinHandle<Result<Response, WitError>>>,
+    _count: Arc<()>,
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// What sends a store's requests: its job's grants, body cap, secrets and log.
+struct Sender {
     job: String,
     origins: Vec<OriginPattern>,
     body_cap: u64,
@@ -156,15 +184,21 @@ impl HttpCap {
         log: RunLog,
     ) -> Self {
         Self {
-            job: job.to_string(),
-            origins,
-            body_cap,
-            client,
-            secrets,
-            log,
+            sender: Arc::new(Sender {
+                job: job.to_string(),
+                origins,
+                body_cap,
+                client,
+                secrets,
+                log,
+            }),
+            table: ResourceTable::new(),
+            pending: Arc::new(()),
         }
     }
+}
 
+impl Sender {
     fn check(&self, url: &Url) -> Result<(), WitError> {
         if self.origins.iter().any(|o| o.matches(url)) {
             return Ok(());
@@ -332,9 +366,10 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-impl Host for HttpCap {
-    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, WitError>> {
-        let result = HttpCap::send(self, request).await;
+impl Sender {
+    /// [`Sender::send`], with failures logged.
+    async fn send_logged(&self, request: Request) -> Result<Response, WitError> {
+        let result = self.send(request).await;
         if let Err(e) = &result {
             self.log.push(
                 "debug",
@@ -345,7 +380,53 @@ impl Host for HttpCap {
                 &[],
             );
         }
-        Ok(result)
+        result
+    }
+}
+
+impl Host for HttpCap {
+    async fn send(&mut self, request: Request) -> wasmtime::Result<Result<Response, WitError>> {
+        Ok(self.sender.send_logged(request).await)
+    }
+
+    async fn start(
+        &mut self,
+        request: Request,
+    ) -> wasmtime::Result<Result<Resource<Pending>, WitError>> {
+        // `pending` itself holds one count
+        if Arc::strong_count(&self.pending) > MAX_PENDING {
+            return Ok(Err(WitError::Limit(format!(
+                "more than {MAX_PENDING} requests started and not yet dropped"
+            ))));
+        }
+        let sender = self.sender.clone();
+        let task = tokio::spawn(async move { sender.send_logged(request).await });
+        Ok(Ok(self.table.push(Pending {
+            task: Some(task),
+            _count: self.pending.clone(),
+        })?))
+    }
+}
+
+impl HostPending for HttpCap {
+    async fn wait(
+        &mut self,
+        pending: Resource<Pending>,
+    ) -> wasmtime::Result<Result<Response, WitError>> {
+        let Some(task) = self.table.get_mut(&pending)?.task.take() else {
+            return Ok(Err(WitError::Invalid(
+                "this request's response was already taken".into(),
+            )));
+        };
+        Ok(match task.await {
+            Ok(result) => result,
+            Err(e) => Err(WitError::Failed(format!("sending the request failed: {e}"))),
+        })
+    }
+
+    async fn drop(&mut self, pending: Resource<Pending>) -> wasmtime::Result<()> {
+        self.table.delete(pending)?;
+        Ok(())
     }
 }
 

@@ -13,6 +13,7 @@ pub mod task {
         with: {
             "cairn:plugin/storage.writer": crate::capabilities::storage::Writer,
             "cairn:plugin/storage.reader": crate::capabilities::storage::Reader,
+            "cairn:plugin/http.pending": crate::capabilities::http::Pending,
         },
     });
 }

@@ -6,7 +6,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use cairn_guest::http::{Method, Request, Response};
+use cairn_guest::http::{Method, Pending, Request, Response};
 use cairn_guest::{Error, ErrorKind, Result, Value, log, time};
 
 /// First retry delay; doubled for every further attempt.
@@ -138,15 +138,35 @@ impl Es {
     /// Send once. A transport failure becomes "cannot reach Elasticsearch at
     /// URL"; a refused grant stays `denied`.
     pub fn send(&self, request: &Request) -> Result<Response> {
-        request.send().map_err(|e| match e.kind() {
+        request
+            .send()
+            .map_err(|e| self.transport_error(e, request.method(), request.url()))
+    }
+
+    /// Start sending once; [`Es::wait`] gives what [`Es::send`] would.
+    pub fn start(&self, request: &Request) -> Result<Pending> {
+        request
+            .start()
+            .map_err(|e| self.transport_error(e, request.method(), request.url()))
+    }
+
+    /// The response to a request started with [`Es::start`].
+    pub fn wait(&self, pending: Pending) -> Result<Response> {
+        let (method, url) = (pending.method(), pending.url().to_owned());
+        pending
+            .wait()
+            .map_err(|e| self.transport_error(e, method, &url))
+    }
+
+    fn transport_error(&self, e: Error, method: Method, url: &str) -> Error {
+        match e.kind() {
             ErrorKind::Failed | ErrorKind::Limit => e.context(format!(
-                "cannot reach Elasticsearch at {} ({} {})",
+                "cannot reach Elasticsearch at {} ({method} {})",
                 self.url,
-                request.method(),
-                path_of(request.url(), &self.url)
+                path_of(url, &self.url)
             )),
             _ => e,
-        })
+        }
     }
 
     /// Send, retrying transport failures, 429 and 5xx up to `retries` times

@@ -19,6 +19,10 @@
 //! - `batch-size` (default 5000, at most 10000, Elasticsearch's default
 //!   `index.max_result_window`): documents per scroll page and per `_bulk`
 //!   request.
+//! - `bulk-concurrency` (default 2, 1 to 8): `_bulk` requests in flight at
+//!   once while restoring. With 2, the next batch is read and built while
+//!   the cluster indexes the last one; more helps a cluster with many
+//!   nodes, and 1 sends one request at a time.
 //! - `scroll` (default `5m`): the scroll lease, an Elasticsearch time value
 //!   (`90s`, `5m`, `1h`). It must cover the time between two pages.
 //! - Credentials, none by default: `username` with `password-secret` (the
@@ -147,6 +151,13 @@ fn default_batch_size() -> u32 {
     5000
 }
 
+/// Most `bulk-concurrency`: the host lets a module have 8 requests pending.
+const MAX_BULK_CONCURRENCY: u32 = 8;
+
+fn default_bulk_concurrency() -> u32 {
+    2
+}
+
 fn default_scroll() -> String {
     "5m".to_owned()
 }
@@ -197,6 +208,8 @@ struct Params {
     indices: Vec<String>,
     #[serde(default = "default_batch_size")]
     batch_size: u32,
+    #[serde(default = "default_bulk_concurrency")]
+    bulk_concurrency: u32,
     #[serde(default = "default_scroll")]
     scroll: String,
     #[serde(default)]
@@ -279,6 +292,12 @@ impl Params {
             return Err(invalid(format!(
                 "`batch-size` must be 1 to {MAX_BATCH}, got {}",
                 self.batch_size
+            )));
+        }
+        if !(1..=MAX_BULK_CONCURRENCY).contains(&self.bulk_concurrency) {
+            return Err(invalid(format!(
+                "`bulk-concurrency` must be 1 to {MAX_BULK_CONCURRENCY}, got {}",
+                self.bulk_concurrency
             )));
         }
         if !names::check_time_value(&self.scroll) {
@@ -444,6 +463,11 @@ impl Task for ElasticsearchDump {
                 json!(5000),
             ))
             .param(Param::optional(
+                "bulk-concurrency",
+                "_bulk requests in flight at once while restoring (1-8)",
+                json!(2),
+            ))
+            .param(Param::optional(
                 "scroll",
                 "Scroll lease, an Elasticsearch time value; must cover the time between two pages",
                 json!("5m"),
@@ -523,8 +547,13 @@ mod tests {
         let p = parse_params(json!({"url": "http://127.0.0.1:9200/"})).unwrap();
         assert_eq!(p.indices, ["*"]);
         assert_eq!(
-            (p.batch_size, p.scroll.as_str(), p.retries),
-            (5000, "5m", 8)
+            (
+                p.batch_size,
+                p.bulk_concurrency,
+                p.scroll.as_str(),
+                p.retries
+            ),
+            (5000, 2, "5m", 8)
         );
         assert!(p.authorization().is_none());
         assert_eq!(
@@ -545,6 +574,14 @@ mod tests {
             (
                 json!({"url": "http://x", "indices": []}),
                 "`indices` is empty",
+            ),
+            (
+                json!({"url": "http://x", "bulk-concurrency": 0}),
+                "`bulk-concurrency` must be 1 to 8, got 0",
+            ),
+            (
+                json!({"url": "http://x", "bulk-concurrency": 9}),
+                "`bulk-concurrency` must be 1 to 8, got 9",
             ),
             (
                 json!({"url": "http://x", "indices": ["a b"]}),

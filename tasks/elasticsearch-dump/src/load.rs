@@ -4,10 +4,11 @@
 //! delete old generations beyond `keep-indices`.
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::ops::Range;
 
-use cairn_guest::http::Method;
+use cairn_guest::http::{Method, Pending, Request, Response};
 use cairn_guest::progress::{self, Unit};
 use cairn_guest::{Error, ErrorContext, Result, Value, json, log, storage, time};
 use serde::Deserialize;
@@ -456,19 +457,33 @@ pub fn bulk_outcome(body: &[u8], sent: usize) -> Result<Outcome> {
     Ok(outcome)
 }
 
-/// Send `batch` to `index` with `_bulk`, resending whole requests that get
+/// The `_bulk` request for the documents at `which` in `batch`.
+fn bulk_request(es: &Es, index: &str, batch: &Batch, which: &[usize]) -> Request {
+    es.request(Method::Post, &format!("/{}/_bulk", encode(index)))
+        .header("Content-Type", "application/x-ndjson")
+        .body(batch.body_of(which))
+}
+
+/// Finish loading `batch` into `index` with `_bulk`, given the response to
+/// its first request (started by the caller): resend whole requests that get
 /// 429/5xx or fail in transit, and only the failed items when some get
 /// 429/5xx, with backoff, up to `retries` times.
-fn send_bulk(es: &Es, index: &str, source: &str, batch: &Batch) -> Result<()> {
-    let path = format!("/{}/_bulk", encode(index));
+fn finish_bulk(
+    es: &Es,
+    index: &str,
+    source: &str,
+    batch: &Batch,
+    first: Result<Response>,
+) -> Result<()> {
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut attempt = 0;
+    let mut response = Some(first);
     loop {
-        let request = es
-            .request(Method::Post, &path)
-            .header("Content-Type", "application/x-ndjson")
-            .body(batch.body_of(&pending));
-        let failure = match es.send(&request) {
+        let sent = match response.take() {
+            Some(first) => first,
+            None => es.send(&bulk_request(es, index, batch, &pending)),
+        };
+        let failure = match sent {
             Ok(response) if response.is_success() => {
                 let outcome = bulk_outcome(&response.body, pending.len())
                     .with_context(|| format!("loading index `{index}`"))?;
@@ -541,14 +556,70 @@ fn send_bulk(es: &Es, index: &str, source: &str, batch: &Batch) -> Result<()> {
     }
 }
 
+/// `_bulk` requests of one index on their way, oldest first: at most
+/// `bulk-concurrency` of them, so the next batch is read while the cluster
+/// indexes the last ones.
+struct InFlight<'a> {
+    es: &'a Es,
+    index: &'a str,
+    source: &'a str,
+    limit: usize,
+    requests: VecDeque<(Batch, Pending)>,
+    /// Batches done with, to reuse their buffers.
+    spare: Vec<Batch>,
+}
+
+impl InFlight<'_> {
+    /// Start loading `batch`, first finishing the oldest request when
+    /// `limit` are on their way. Returns how many documents were finished.
+    fn push(&mut self, batch: &mut Batch) -> Result<usize> {
+        let mut done = 0;
+        if self.requests.len() >= self.limit {
+            done = self.finish_oldest()?;
+        }
+        let which: Vec<usize> = (0..batch.len()).collect();
+        let started = self
+            .es
+            .start(&bulk_request(self.es, self.index, batch, &which))?;
+        let next = self.spare.pop().unwrap_or_default();
+        self.requests
+            .push_back((std::mem::replace(batch, next), started));
+        Ok(done)
+    }
+
+    /// Wait for the oldest request and finish its batch (retries included);
+    /// returns how many documents it held (0 when none is on its way).
+    fn finish_oldest(&mut self) -> Result<usize> {
+        let Some((mut batch, started)) = self.requests.pop_front() else {
+            return Ok(0);
+        };
+        let first = self.es.wait(started);
+        finish_bulk(self.es, self.index, self.source, &batch, first)?;
+        let done = batch.len();
+        batch.clear();
+        self.spare.push(batch);
+        Ok(done)
+    }
+}
+
 /// Load the documents of `plan` into its index; returns how many were read
-/// from the dump.
+/// from the dump. On failure, requests still on their way are dropped,
+/// which cancels them (documents they carried may be indexed: the index is
+/// not behind the alias yet, and a new run loads the same `_id`s again).
 fn load_documents(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress) -> Result<u64> {
     let artifact = &plan.dump.artifact;
     let reader = storage::open(artifact)
         .with_context(|| format!("opening the documents of `{}`", plan.dump.name))?;
     let mut reader = BufReader::with_capacity(1 << 20, reader);
     let mut batch = Batch::default();
+    let mut in_flight = InFlight {
+        es,
+        index: &plan.index,
+        source: &plan.dump.name,
+        limit: params.bulk_concurrency as usize,
+        requests: VecDeque::new(),
+        spare: Vec::new(),
+    };
     let mut line = Vec::new();
     let mut read: u64 = 0;
     let mut line_no: u64 = 0;
@@ -571,16 +642,20 @@ fn load_documents(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress
             ))
         })?;
         if batch.len() >= params.batch_size as usize {
-            send_bulk(es, &plan.index, &plan.dump.name, &batch)?;
-            read += batch.len() as u64;
-            progress.advance(batch.len() as u64);
-            batch.clear();
+            let done = in_flight.push(&mut batch)? as u64;
+            read += done;
+            progress.advance(done);
         }
     }
     if !batch.is_empty() {
-        send_bulk(es, &plan.index, &plan.dump.name, &batch)?;
-        read += batch.len() as u64;
-        progress.advance(batch.len() as u64);
+        let done = in_flight.push(&mut batch)? as u64;
+        read += done;
+        progress.advance(done);
+    }
+    while !in_flight.requests.is_empty() {
+        let done = in_flight.finish_oldest()? as u64;
+        read += done;
+        progress.advance(done);
     }
     // Read to the end: a truncated artifact must not pass for a whole one.
     let mut rest = Vec::new();

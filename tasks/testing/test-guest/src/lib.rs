@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | `ok` | anything | `{"echo": <params>}` |
 //! | `http` | `url`, `method?`, `headers?`, `body?` (text) | `{"status", "body"}` |
+//! | `http-start` | `urls`, `wait?` (default true) | GETs started all at once, then `{"statuses", "elapsed_ms"}` once all are answered; with `wait: false` dropped unanswered |
 //! | `run` | `program`, `args?`, `env?`, `stdin?`, `timeout_ms?` | `{"exit_code", "stdout", "stderr"}` |
 //! | `secret` | `name`, `expect?` | `{"value"}`, plus `"matches": value == expect` when given |
 //! | `loop` | | never returns, makes no host calls |
@@ -168,6 +169,24 @@ fn run(params: Value) -> Result<Value> {
             }
             let response = request.send()?;
             Ok(json!({ "status": response.status, "body": response.text() }))
+        }
+        "http-start" => {
+            let urls: Vec<String> = field(&params, "urls")?;
+            let wait = params.get("wait").and_then(Value::as_bool).unwrap_or(true);
+            let started_ms = time::now_ms();
+            let pending = urls
+                .iter()
+                .map(|url| Request::get(url.as_str()).start())
+                .collect::<Result<Vec<_>>>()?;
+            if !wait {
+                drop(pending);
+                return Ok(json!({ "statuses": [] }));
+            }
+            let statuses = pending
+                .into_iter()
+                .map(|p| p.wait().map(|r| r.status))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(json!({ "statuses": statuses, "elapsed_ms": time::now_ms() - started_ms }))
         }
         "run" => {
             let p: RunParams = from_params(params)?;
