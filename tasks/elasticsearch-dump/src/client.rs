@@ -184,9 +184,16 @@ impl Es {
     /// with backoff. Returns the first response that is neither (2xx or
     /// not), so the caller can look at a 4xx body itself.
     pub fn send_with_retries(&self, request: &Request) -> Result<Response> {
+        self.retry_after(request, self.send(request))
+    }
+
+    /// As [`Es::send_with_retries`], given the outcome of the first attempt
+    /// (of a request started with [`Es::start`]).
+    pub fn retry_after(&self, request: &Request, first: Result<Response>) -> Result<Response> {
         let mut attempt = 0;
+        let mut outcome = first;
         loop {
-            let failure = match self.send(request) {
+            let failure = match outcome {
                 Ok(response) if retryable_status(response.status) => self.status_error(&response),
                 Ok(response) => return Ok(response),
                 Err(e) if matches!(e.kind(), ErrorKind::Failed | ErrorKind::Limit) => e,
@@ -205,6 +212,7 @@ impl Es {
                 delay.as_millis()
             ));
             time::sleep(delay);
+            outcome = self.send(request);
         }
     }
 

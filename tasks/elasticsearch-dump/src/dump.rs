@@ -193,7 +193,8 @@ fn write_line(
     }
     out.write_all(b",\"_source\":")?;
     let raw = source.get().as_bytes();
-    if raw.iter().any(|&b| b == b'\n' || b == b'\r') {
+    // (`contains` on bytes is a word-at-a-time search, unlike a byte loop)
+    if raw.contains(&b'\n') || raw.contains(&b'\r') {
         let value: Value = serde_json::from_slice(raw)?;
         serde_json::to_writer(&mut *out, &value)?;
     } else {
@@ -298,6 +299,18 @@ fn dump_documents(
             break;
         }
         let n = page.hits.hits.len() as u64;
+        let Some(scroll_id) = page_scroll else {
+            return Err(Error::failed(format!(
+                "a search page of index `{index}` has no `_scroll_id`"
+            )));
+        };
+        // Ask for the next page now: the cluster prepares it while this one
+        // is written. (Dropped unanswered on an error, before the scroll is
+        // cleared.)
+        let next_request = es
+            .request(Method::Post, "/_search/scroll")
+            .json(&json!({ "scroll": params.scroll, "scroll_id": scroll_id }))?;
+        let next = es.start(&next_request);
         for hit in &page.hits.hits {
             let source = hit.source.ok_or_else(|| {
                 Error::failed(format!(
@@ -309,20 +322,13 @@ fn dump_documents(
             write_line(&mut out, &hit.id, hit.routing.as_deref(), source)
                 .with_context(|| format!("writing artifact `{}`", dump.artifact))?;
         }
-        let Some(scroll_id) = page_scroll else {
-            return Err(Error::failed(format!(
-                "a search page of index `{index}` has no `_scroll_id`"
-            )));
-        };
         drop(page);
         read += n;
         progress.advance(n);
 
-        let next = es
-            .request(Method::Post, "/_search/scroll")
-            .json(&json!({ "scroll": params.scroll, "scroll_id": scroll_id }))?;
+        let first = next.and_then(|pending| es.wait(pending));
         let response = es
-            .send_with_retries(&next)
+            .retry_after(&next_request, first)
             .with_context(|| format!("reading index `{index}` after {read} documents"))?;
         if !response.is_success() {
             let problem = EsProblem::parse(&response.body);
