@@ -3,7 +3,7 @@
 //! and the timer queue of next fires. Nothing here reads the clock: every
 //! function takes `now`, so tests drive time (see [`Clock`]).
 //!
-//! Schedules are parsed with `croner` (5 fields, or 6 with seconds first, or
+//! Schedules are parsed with `croner` 4 (5 fields, or 6 with seconds first, or
 //! `@hourly`, `@daily`, `@weekly`, `@monthly`, `@yearly`), evaluated in the
 //! job's IANA `timezone` (default UTC). Across daylight-saving changes a
 //! fixed-time schedule fires once per day: a local time that does not exist
