@@ -209,6 +209,17 @@ fn dynamic_of(def: &Map<String, Value>, inherited: Dynamic) -> Dynamic {
     }
 }
 
+/// The sub-fields of an object field (or of the mapping's root) and its
+/// `dynamic` setting, inherited from the parent unless set.
+fn scope(def: &Map<String, Value>, inherited: Dynamic) -> (&Map<String, Value>, Dynamic) {
+    static NONE: std::sync::LazyLock<Map<String, Value>> = std::sync::LazyLock::new(Map::new);
+    let props = def
+        .get("properties")
+        .and_then(Value::as_object)
+        .unwrap_or(&NONE);
+    (props, dynamic_of(def, inherited))
+}
+
 /// Checks `doc` against `mapping`, adding dynamically mapped fields. On error the mapping is
 /// left untouched. Returns whether the mapping changed.
 pub fn index_document(
@@ -217,12 +228,7 @@ pub fn index_document(
     id: &str,
 ) -> Result<bool, EsError> {
     let mut updates: Vec<(Vec<String>, Value)> = Vec::new();
-    let dynamic = dynamic_of(mapping, Dynamic::True);
-    let empty = Map::new();
-    let props = mapping
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
+    let (props, dynamic) = scope(mapping, Dynamic::True);
     check_object(
         props,
         dynamic,
@@ -322,14 +328,12 @@ fn check_value<'a>(
                 path.last().copied().unwrap_or_default()
             )));
         };
-        let def = def.as_object().expect("field definitions are objects");
-        let empty = Map::new();
-        let sub = def
-            .get("properties")
-            .and_then(Value::as_object)
-            .unwrap_or(&empty);
+        let (sub, dynamic) = scope(
+            def.as_object().expect("field definitions are objects"),
+            dynamic,
+        );
         let name = path.last().copied().unwrap_or_default().to_string();
-        return check_object(sub, dynamic_of(def, dynamic), obj, path, id, updates, &name);
+        return check_object(sub, dynamic, obj, path, id, updates, &name);
     }
     let shown = value
         .as_str()
@@ -425,12 +429,8 @@ pub fn fits_unchanged(mapping: &Map<String, Value>, source: &[u8]) -> bool {
     let Ok(Json::Object(doc)) = serde_json::from_slice::<Json>(source) else {
         return false;
     };
-    let empty = Map::new();
-    let props = mapping
-        .get("properties")
-        .and_then(Value::as_object)
-        .unwrap_or(&empty);
-    object_fits(props, dynamic_of(mapping, Dynamic::True), &doc)
+    let (props, dynamic) = scope(mapping, Dynamic::True);
+    object_fits(props, dynamic, &doc)
 }
 
 fn object_fits(
@@ -452,13 +452,11 @@ fn value_fits(def: &Value, dynamic: Dynamic, value: &Json<'_>) -> bool {
         Json::Null => true,
         Json::Array(items) => items.iter().all(|v| value_fits(def, dynamic, v)),
         Json::Object(obj) if is_object_type(ty) => {
-            let def = def.as_object().expect("field definitions are objects");
-            let empty = Map::new();
-            let sub = def
-                .get("properties")
-                .and_then(Value::as_object)
-                .unwrap_or(&empty);
-            object_fits(sub, dynamic_of(def, dynamic), obj)
+            let (sub, dynamic) = scope(
+                def.as_object().expect("field definitions are objects"),
+                dynamic,
+            );
+            object_fits(sub, dynamic, obj)
         }
         Json::Object(_) => false,
         _ if is_object_type(ty) => false,
