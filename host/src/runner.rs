@@ -60,8 +60,8 @@ pub struct RunOptions {
     /// The schedule time the run fires for, ms since the Unix epoch (UTC).
     pub scheduled_at_ms: Option<i64>,
     /// Whether a backup must be the only one of its job queued or running, in
-    /// any process (default `true`; the daemon passes `false` for jobs with
-    /// `concurrency = "allow"`). Restores are never exclusive.
+    /// any process (default `true`). A job with `concurrency = "allow"` is
+    /// never exclusive, whoever starts it; restores are never exclusive.
     pub exclusive: bool,
     /// A run the caller already recorded as queued (with
     /// [`StateStore::queue_run`]); `None` records a new one.
@@ -213,7 +213,7 @@ impl Runner {
                 trigger,
                 attempt,
                 scheduled_at_ms,
-                exclusive: exclusive && kind == RunKind::Backup,
+                exclusive: exclusive && kind == RunKind::Backup && job.concurrency.exclusive(),
             })?,
         };
         let record = self.store.mark_running(&queued.id)?;

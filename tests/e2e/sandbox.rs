@@ -687,7 +687,14 @@ async fn looping_guest_is_stopped_by_its_timeout_while_other_runs_are_served() -
 {
     let scratch = Scratch::new()?;
     let runner = Arc::new(
-        scratch.runner(&[job("spin", r#"timeout = "2s""#, ""), job("quick", "", "")].concat())?,
+        scratch.runner(
+            &[
+                job("spin", r#"timeout = "2s""#, ""),
+                // Five runs of `quick` go at once: the job must allow overlapping runs.
+                job("quick", r#"concurrency = "allow""#, ""),
+            ]
+            .concat(),
+        )?,
     );
     // Compile (or fetch from the cache) before the clock starts.
     succeeded(&backup(&runner, "quick", json!({"action": "ok"})).await?);
@@ -729,6 +736,51 @@ async fn looping_guest_is_stopped_by_its_timeout_while_other_runs_are_served() -
         elapsed >= Duration::from_secs(2) && elapsed < Duration::from_secs(15),
         "the looping run ended after {elapsed:?}"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_backup_of_a_running_job_is_refused_unless_the_job_allows_overlap()
+-> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let runner = Arc::new(
+        scratch.runner(
+            &[
+                job("solo", "", ""),
+                job("many", r#"concurrency = "allow""#, ""),
+            ]
+            .concat(),
+        )?,
+    );
+    for name in ["solo", "many"] {
+        // Compile (or fetch from the cache) first, so the sleeping run is
+        // surely going when the second one asks.
+        succeeded(&backup(&runner, name, json!({"action": "ok"})).await?);
+        let first = tokio::spawn({
+            let runner = runner.clone();
+            async move { backup(&runner, name, json!({"action": "sleep", "ms": 1500})).await }
+        });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        let second = backup(&runner, name, json!({"action": "ok"})).await;
+        let first = first.await??;
+        succeeded(&first);
+        match (name, second) {
+            ("solo", Err(e)) => assert_contains(
+                &format!("{e:#}"),
+                &[
+                    "job `solo` is already running",
+                    "set `concurrency = \"allow\"` on the job",
+                ],
+            ),
+            ("solo", Ok(report)) => panic!(
+                "a second backup of `solo` ran beside the first: {:?}",
+                report.run.status
+            ),
+            (_, second) => {
+                succeeded(&second?);
+            }
+        }
+    }
     Ok(())
 }
 
