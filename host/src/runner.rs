@@ -59,10 +59,6 @@ pub struct RunOptions {
     pub attempt: u32,
     /// The schedule time the run fires for, ms since the Unix epoch (UTC).
     pub scheduled_at_ms: Option<i64>,
-    /// Whether a backup must be the only one of its job queued or running, in
-    /// any process (default `true`). A job with `concurrency = "allow"` is
-    /// never exclusive, whoever starts it; restores are never exclusive.
-    pub exclusive: bool,
     /// A run the caller already recorded as queued (with
     /// [`StateStore::queue_run`]); `None` records a new one.
     pub queued: Option<RunRecord>,
@@ -78,7 +74,6 @@ impl Default for RunOptions {
             trigger: Trigger::Cli,
             attempt: 1,
             scheduled_at_ms: None,
-            exclusive: true,
             queued: None,
         }
     }
@@ -196,15 +191,15 @@ impl Runner {
             trigger,
             attempt,
             scheduled_at_ms,
-            exclusive,
             queued,
         } = opts;
         let snapshot = snapshot.as_deref();
         let job = self.config.job(job_name)?;
         let mut params = job.params.clone();
         params.extend(overrides);
-        // Recorded as queued before anything else (an exclusive backup is
-        // refused here if another one of the job is going), then running.
+        // Recorded as queued before anything else (a backup of a job that
+        // does not allow overlap is refused here if another one of the job is
+        // going, in any process), then running.
         let queued = match queued {
             Some(record) => record,
             None => self.store.queue_run(&NewRun {
@@ -213,7 +208,7 @@ impl Runner {
                 trigger,
                 attempt,
                 scheduled_at_ms,
-                exclusive: exclusive && kind == RunKind::Backup && job.concurrency.exclusive(),
+                exclusive: job.concurrency.exclusive_for(kind),
             })?,
         };
         let record = self.store.mark_running(&queued.id)?;

@@ -666,7 +666,7 @@ impl Inner {
             trigger,
             attempt: 1,
             scheduled_at_ms: scheduled.map(|t| t.timestamp_millis()),
-            exclusive: kind == RunKind::Backup && config.concurrency.exclusive(),
+            exclusive: config.concurrency.exclusive_for(kind),
         };
         let Some((id, cancel, finished)) = me else {
             return Err(self.skip(
@@ -750,7 +750,6 @@ impl Inner {
                 trigger: new.trigger,
                 attempt: new.attempt,
                 scheduled_at_ms: new.scheduled_at_ms,
-                exclusive: new.exclusive,
                 queued: Some(queued.clone()),
                 ..RunOptions::default()
             };

@@ -252,6 +252,14 @@ impl Concurrency {
     pub fn exclusive(self) -> bool {
         self != Self::Allow
     }
+
+    /// Whether a run of `kind` under this policy must be the only one of its
+    /// job queued or running, whoever starts it: backups unless the policy is
+    /// `allow`; restores never.
+    #[must_use]
+    pub fn exclusive_for(self, kind: crate::state::RunKind) -> bool {
+        kind == crate::state::RunKind::Backup && self.exclusive()
+    }
 }
 
 /// Retries of a failed run, all under the same fire.
@@ -656,6 +664,10 @@ mod tests {
         assert!(Concurrency::Forbid.exclusive());
         assert!(Concurrency::Replace.exclusive());
         assert!(!Concurrency::Allow.exclusive());
+        use crate::state::RunKind;
+        assert!(Concurrency::Forbid.exclusive_for(RunKind::Backup));
+        assert!(!Concurrency::Forbid.exclusive_for(RunKind::Restore));
+        assert!(!Concurrency::Allow.exclusive_for(RunKind::Backup));
     }
 
     #[test]
