@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use cairn::config::{ModuleRef, ModuleSource};
+use cairn::model::ModuleRef;
 use cairn::runtime::Runtime;
 use cairn::state::StateStore;
 use cairn::state::sqlite::SqliteStore;
@@ -24,10 +24,7 @@ fn main() -> anyhow::Result<()> {
         let runtime = Runtime::new(Some(&cache))?;
         let store: Arc<dyn StateStore> = Arc::new(SqliteStore::open_in_memory()?);
         let module = runtime
-            .load(&ModuleRef {
-                source: ModuleSource::Builtin("command".into()),
-                sha256: None,
-            })
+            .load(&ModuleRef::builtin("command"))
             .await?;
         // Warm-up.
         for _ in 0..200 {

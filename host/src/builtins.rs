@@ -10,24 +10,17 @@
 //! the Task of `tasks/command`, while the function `command` (in
 //! `allow.functions`, `functions::call`, pipeline steps) is the Function of
 //! `tasks/command-function`. Look a module up by what the caller expects
-//! with [`find_kind`]; [`ModuleSource::Builtin`](crate::config::ModuleSource)
-//! holds the unambiguous [`Builtin::id`].
+//! with [`find_kind`]; [`ModuleRef::Builtin`] holds the unambiguous
+//! [`Builtin::id`].
 
-/// What a module exports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModuleKind {
-    /// Exports `cairn:plugin` world `task`.
-    Task,
-    /// Exports `cairn:plugin` world `function`.
-    Function,
-}
+pub use crate::model::ModuleKind;
+use crate::model::ModuleRef;
 
 /// One embedded module.
 #[derive(Debug)]
 pub struct Builtin {
     /// Its directory under `tasks/`: unique among built-ins, and what
-    /// [`ModuleSource::Builtin`](crate::config::ModuleSource) holds.
+    /// [`ModuleRef::Builtin`] holds.
     pub id: &'static str,
     /// The name it is addressed by (after `builtin:` for a task; a
     /// function's name). Unique per kind.
@@ -41,9 +34,10 @@ pub struct Builtin {
 include!(concat!(env!("OUT_DIR"), "/builtins.rs"));
 
 impl Builtin {
-    /// Where the module comes from, for a [`ModuleRef`](crate::config::ModuleRef).
-    pub fn source(&self) -> crate::config::ModuleSource {
-        crate::config::ModuleSource::Builtin(self.id.to_owned())
+    /// A reference to this module (unpinned).
+    #[must_use]
+    pub fn module(&self) -> ModuleRef {
+        ModuleRef::builtin(self.id)
     }
 }
 

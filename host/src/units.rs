@@ -1,7 +1,8 @@
-//! Human-friendly durations (`30s`, `1h30m`) and sizes (`256MiB`, `10MB`) in the config.
+//! Values as people write them in the config: durations (`30s`, `1h30m`),
+//! sizes (`256MiB`, `10MB`), and TOML values passed on as JSON params.
 //!
-//! Parse errors are plain strings meant for a config [`Problem`](crate::config::Problem):
-//! they say what was wrong and show an example of what works.
+//! Parse errors are plain strings meant for a config problem: they say what
+//! was wrong and show an example of what works.
 
 use std::time::Duration;
 
@@ -208,6 +209,37 @@ pub fn format_size(bytes: u64) -> String {
         }
     }
     format!("{bytes} B")
+}
+
+/// A TOML value as JSON (task params); datetimes become their TOML text (RFC 3339).
+///
+/// # Errors
+/// A float JSON cannot hold (NaN, infinity).
+pub fn toml_to_json(value: &toml::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        toml::Value::String(s) => Json::String(s.clone()),
+        toml::Value::Integer(i) => Json::from(*i),
+        toml::Value::Float(f) => match serde_json::Number::from_f64(*f) {
+            Some(number) => Json::Number(number),
+            None => {
+                return Err(format!(
+                    "`{f}` cannot be passed to a task (JSON has no NaN or infinity)"
+                ));
+            }
+        },
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(datetime) => Json::String(datetime.to_string()),
+        toml::Value::Array(items) => {
+            Json::Array(items.iter().map(toml_to_json).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(k, v)| Ok((k.clone(), toml_to_json(v)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -5,10 +5,13 @@
 //! a line is stored or printed, and keeps at most [`MAX_LINES`] lines in memory.
 
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::runtime::bindings::task::cairn::plugin::log::{Field, Host, Level};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::interfaces::log::{self, Field, Host, Level};
+use super::{Capability, HostShared, RunContext};
 use crate::state::LogLine;
+use crate::sys::now_ms;
 
 /// Lines kept in memory per run; later lines are counted, not kept.
 pub const MAX_LINES: usize = 10_000;
@@ -143,22 +146,25 @@ impl RunLog {
     }
 }
 
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 /// The `log` capability of one store. Always granted.
 pub struct LogCap {
     log: RunLog,
 }
 
-impl LogCap {
-    /// Log into `log`.
-    pub fn new(log: RunLog) -> Self {
-        Self { log }
+impl Capability for LogCap {
+    const INTERFACE: &'static str = "cairn:plugin/log";
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()> {
+        log::add_to_linker::<T, HasSelf<Self>>(linker, get)
+    }
+
+    fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
+        Ok(Self {
+            log: run.log.clone(),
+        })
     }
 }
 

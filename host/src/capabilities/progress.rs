@@ -3,7 +3,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use crate::runtime::bindings::task::cairn::plugin::progress::{Host, Unit};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::interfaces::progress::{self, Host, Unit};
+use super::{Capability, HostShared, RunContext};
 
 /// One progress report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,14 +34,23 @@ pub struct ProgressCap {
     last: Arc<Mutex<Option<Progress>>>,
 }
 
-impl ProgressCap {
-    /// Reports for `job` go to `sink`; the latest is kept in `last`.
-    pub fn new(job: &str, sink: ProgressSink, last: Arc<Mutex<Option<Progress>>>) -> Self {
-        Self {
-            job: job.to_string(),
-            sink,
-            last,
-        }
+impl Capability for ProgressCap {
+    const INTERFACE: &'static str = "cairn:plugin/progress";
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()> {
+        progress::add_to_linker::<T, HasSelf<Self>>(linker, get)
+    }
+
+    /// Reports for the run's job go to its sink; the latest is kept.
+    fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
+        Ok(Self {
+            job: run.job.clone(),
+            sink: run.progress.clone(),
+            last: run.last_progress.clone(),
+        })
     }
 }
 

@@ -24,10 +24,13 @@
 //! visible, which reveal at most two bytes at each end of the value.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
-use crate::config::SecretSource;
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::task::cairn::plugin::secrets::Host;
+use wasmtime::component::{HasSelf, Linker};
+
+use super::bindings::interfaces::secrets::{self, Host};
+use super::{Capability, HostResult, HostShared, RunContext, WitError};
+use crate::model::{SecretGrant, SecretSource};
 
 /// The values of the secrets granted to one job, resolved when its run starts.
 #[derive(Debug, Default)]
@@ -38,20 +41,24 @@ pub struct SecretValues {
 }
 
 impl SecretValues {
-    /// Resolve each granted secret from `sources` (or the environment).
+    /// Resolve each secret in `granted` from `sources` (a secret without a
+    /// source is read from the environment variable of its name).
     pub fn resolve(
         job: &str,
-        granted: &BTreeSet<String>,
-        readable: &BTreeSet<String>,
+        granted: &BTreeMap<String, SecretGrant>,
         sources: &BTreeMap<String, SecretSource>,
     ) -> Self {
         let values = granted
-            .iter()
+            .keys()
             .map(|name| (name.clone(), read_secret(job, name, sources.get(name))))
             .collect();
         Self {
-            granted: granted.clone(),
-            readable: readable.clone(),
+            granted: granted.keys().cloned().collect(),
+            readable: granted
+                .iter()
+                .filter(|(_, g)| g.readable)
+                .map(|(name, _)| name.clone())
+                .collect(),
             values,
         }
     }
@@ -179,56 +186,56 @@ fn base64_forms(value: &str) -> impl Iterator<Item = String> + '_ {
     whole.into_iter().chain(aligned)
 }
 
+/// The value of secret `name` of `job` from `source`, or why there is none.
 fn read_secret(job: &str, name: &str, source: Option<&SecretSource>) -> Result<String, String> {
-    match source {
-        Some(SecretSource {
-            file: Some(path), ..
-        }) => std::fs::read_to_string(path)
-            .map(|v| v.trim_end_matches(['\n', '\r']).to_string())
-            .map_err(|e| {
-                format!(
-                    "secret `{name}` (job `{job}`): cannot read {}: {e}",
-                    path.display()
-                )
-            }),
-        Some(SecretSource { env: Some(var), .. }) => std::env::var(var).map_err(|_| {
-            format!("secret `{name}` (job `{job}`): environment variable `{var}` is not set")
-        }),
-        _ => std::env::var(name).map_err(|_| {
-            format!(
-                "secret `{name}` (job `{job}`): environment variable `{name}` is not set \
-                 (or configure `[secrets.{name}]` with `env` or `file`)"
-            )
-        }),
-    }
+    let hint = if source.is_none() {
+        format!(" (or configure `[secrets.{name}]` with `env` or `file`)")
+    } else {
+        String::new()
+    };
+    let default = SecretSource::Env(name.to_owned());
+    source
+        .unwrap_or(&default)
+        .read()
+        .map_err(|e| format!("secret `{name}` (job `{job}`): {e}{hint}"))
 }
 
 /// The `secrets` capability of one store.
 pub struct SecretsCap {
     job: String,
-    values: std::sync::Arc<SecretValues>,
+    values: Arc<SecretValues>,
 }
 
-impl SecretsCap {
-    /// Secrets of `job`.
-    pub fn new(job: &str, values: std::sync::Arc<SecretValues>) -> Self {
-        Self {
-            job: job.to_string(),
-            values,
-        }
+impl Capability for SecretsCap {
+    const INTERFACE: &'static str = "cairn:plugin/secrets";
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()> {
+        secrets::add_to_linker::<T, HasSelf<Self>>(linker, get)
+    }
+
+    /// The secrets granted to the run's job.
+    fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
+        Ok(Self {
+            job: run.job.clone(),
+            values: run.secrets.clone(),
+        })
     }
 }
 
 impl Host for SecretsCap {
-    async fn get(&mut self, name: String) -> wasmtime::Result<Result<String, WitError>> {
+    async fn get(&mut self, name: String) -> HostResult<String> {
         if !self.values.readable.contains(&name) {
-            return Ok(Err(WitError::Denied(format!(
+            return Err(WitError::Denied(format!(
                 "reading secret `{name}` is not granted to job `{}`: add it to `allow.readable-secrets` \
                  (or let the host inject it with `{{{{secret:{name}}}}}`)",
                 self.job
-            ))));
+            ))
+            .into());
         }
-        Ok(self.values.value(&self.job, &name).map(str::to_string))
+        Ok(self.values.value(&self.job, &name)?.to_string())
     }
 }
 
@@ -236,19 +243,22 @@ impl Host for SecretsCap {
 mod tests {
     use super::*;
 
+    fn granted(names: &[&str]) -> BTreeMap<String, SecretGrant> {
+        names
+            .iter()
+            .map(|n| ((*n).to_owned(), SecretGrant::default()))
+            .collect()
+    }
+
     fn values() -> SecretValues {
         let mut sources = BTreeMap::new();
         sources.insert(
             "TOKEN".to_string(),
-            SecretSource {
-                env: Some("CAIRN_TEST_SECRET_THAT_IS_SET".into()),
-                file: None,
-            },
+            SecretSource::Env("CAIRN_TEST_SECRET_THAT_IS_SET".into()),
         );
         // SAFETY: tests in this module only read this variable.
         unsafe { std::env::set_var("CAIRN_TEST_SECRET_THAT_IS_SET", "t0k3n") };
-        let granted: BTreeSet<String> = ["TOKEN".to_string(), "MISSING_X".to_string()].into();
-        SecretValues::resolve("j", &granted, &BTreeSet::new(), &sources)
+        SecretValues::resolve("j", &granted(&["TOKEN", "MISSING_X"]), &sources)
     }
 
     #[test]
@@ -300,8 +310,7 @@ mod tests {
         // The RFC 7617 example: Aladdin / open sesame.
         // SAFETY: only this test reads this variable.
         unsafe { std::env::set_var("CAIRN_TEST_SESAME", "open sesame") };
-        let granted: BTreeSet<String> = ["CAIRN_TEST_SESAME".to_string()].into();
-        let sesame = SecretValues::resolve("j", &granted, &BTreeSet::new(), &BTreeMap::new());
+        let sesame = SecretValues::resolve("j", &granted(&["CAIRN_TEST_SESAME"]), &BTreeMap::new());
         assert_eq!(
             sesame
                 .substitute("j", "Basic {{secret-basic:Aladdin:CAIRN_TEST_SESAME}}")
@@ -331,8 +340,7 @@ mod tests {
         let password = "correct-horse-battery";
         // SAFETY: only this test reads this variable.
         unsafe { std::env::set_var("CAIRN_TEST_REDACT_PW", password) };
-        let granted: BTreeSet<String> = ["CAIRN_TEST_REDACT_PW".to_string()].into();
-        let v = SecretValues::resolve("j", &granted, &BTreeSet::new(), &BTreeMap::new());
+        let v = SecretValues::resolve("j", &granted(&["CAIRN_TEST_REDACT_PW"]), &BTreeMap::new());
         let redactor = crate::capabilities::log::Redactor::new(v.all_values());
         for user in ["", "a", "ab", "elastic", "kibana_system", "u:"] {
             let header = v

@@ -13,12 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use wasmtime::component::{HasSelf, Linker};
 
-use crate::capabilities::log::RunLog;
-use crate::capabilities::secrets::SecretValues;
-use crate::config::{Access, GrantedProgram};
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::task::cairn::plugin::shell::{Command, Host, Output};
+use super::bindings::interfaces::shell::{self, Command, Host, Output};
+use super::log::RunLog;
+use super::secrets::SecretValues;
+use super::{Capability, HostError, HostResult, HostShared, RunContext, WitError, grants_phrase};
+use crate::model::{Access, GrantedProgram, Grants};
+use crate::units::format_duration;
 
 /// Default timeout of one command when the guest sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
@@ -30,6 +32,91 @@ pub struct ShellGrant {
     pub programs: BTreeMap<String, GrantedProgram>,
     /// Paths a working directory may lie under.
     pub paths: BTreeMap<PathBuf, Access>,
+}
+
+impl ShellGrant {
+    /// The programs and paths of `grants`.
+    #[must_use]
+    pub fn of(grants: &Grants) -> Self {
+        Self {
+            programs: grants.programs.clone(),
+            paths: grants.paths.clone(),
+        }
+    }
+}
+
+/// Why a command was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    /// The program is not in the job's `allow.commands`.
+    #[error("program `{program}` is not granted to job `{job}`: `allow.commands` {granted}")]
+    NotGranted {
+        /// The program asked for.
+        program: String,
+        /// The job.
+        job: String,
+        /// What the job grants, as a phrase.
+        granted: String,
+    },
+    /// The program is granted but was not found when the config loaded.
+    #[error(
+        "program `{program}` is granted to job `{job}` but is not installed (not found in PATH when the config was loaded)"
+    )]
+    NotInstalled {
+        /// The program.
+        program: String,
+        /// The job.
+        job: String,
+    },
+    /// The working directory is not under a granted path.
+    #[error(
+        "working directory `{}` is not under a path granted to job `{job}` (`allow.paths`)",
+        .cwd.display()
+    )]
+    CwdNotGranted {
+        /// The directory asked for.
+        cwd: PathBuf,
+        /// The job.
+        job: String,
+    },
+    /// The command is malformed (an environment variable name).
+    #[error("{0}")]
+    Invalid(String),
+    /// A secret placeholder in the environment could not be filled in.
+    #[error("{}", super::describe(.0))]
+    Secret(WitError),
+    /// The command did not finish within its timeout.
+    #[error("`{program}` did not finish within {}; its process group was killed", format_duration(*.timeout))]
+    TimedOut {
+        /// The program.
+        program: String,
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// Starting, feeding or waiting for the command failed.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ShellError> for WitError {
+    fn from(e: ShellError) -> Self {
+        match e {
+            ShellError::Secret(e) => e,
+            ShellError::NotGranted { .. } | ShellError::CwdNotGranted { .. } => {
+                Self::Denied(e.to_string())
+            }
+            ShellError::NotInstalled { .. } => Self::NotFound(e.to_string()),
+            ShellError::Invalid(_) => Self::Invalid(e.to_string()),
+            ShellError::TimedOut { .. } => Self::Limit(e.to_string()),
+            ShellError::Failed(_) => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<ShellError> for HostError {
+    fn from(e: ShellError) -> Self {
+        WitError::from(e).into()
+    }
 }
 
 /// Kills a child's whole process group when dropped (timeout, cancelled run).
@@ -75,35 +162,32 @@ pub struct ShellCap {
     log: RunLog,
 }
 
+impl Capability for ShellCap {
+    const INTERFACE: &'static str = "cairn:plugin/shell";
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()> {
+        shell::add_to_linker::<T, HasSelf<Self>>(linker, get)
+    }
+
+    /// Commands of the run's job under its grants, output capped at its
+    /// `output-limit` per stream.
+    fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
+        Ok(Self {
+            job: run.job.clone(),
+            grant: ShellGrant::of(&run.grants),
+            output_cap: run.limits.output,
+            secrets: run.secrets.clone(),
+            log: run.log.clone(),
+        })
+    }
+}
+
 impl ShellCap {
-    /// Commands of `job` under `grant`, output capped at `output_cap` bytes per stream.
-    pub fn new(
-        job: &str,
-        grant: ShellGrant,
-        output_cap: u64,
-        secrets: Arc<SecretValues>,
-        log: RunLog,
-    ) -> Self {
-        Self {
-            job: job.to_string(),
-            grant,
-            output_cap,
-            secrets,
-            log,
-        }
-    }
-
-    /// Build the child process for `command` (used by `storage` too).
-    ///
-    /// # Errors
-    /// `denied` for a program, secret or working directory not granted,
-    /// `not-found` for a granted program that is not installed.
-    pub fn prepare(&self, command: &Command) -> Result<tokio::process::Command, WitError> {
-        prepare(&self.job, &self.grant, &self.secrets, command)
-    }
-
-    async fn run(&self, command: Command, stdin: Option<Vec<u8>>) -> Result<Output, WitError> {
-        let mut cmd = self.prepare(&command)?;
+    async fn run(&self, command: Command, stdin: Option<Vec<u8>>) -> Result<Output, ShellError> {
+        let mut cmd = prepare(&self.job, &self.grant, &self.secrets, &command)?;
         let timeout = command
             .timeout_ms
             .map(Duration::from_millis)
@@ -122,7 +206,7 @@ impl ShellCap {
         );
         let mut child = cmd
             .spawn()
-            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+            .map_err(|e| ShellError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
         let guard = GroupGuard::new(child.id());
         let cap = self.output_cap;
         let stdout = child.stdout.take().expect("piped");
@@ -147,21 +231,20 @@ impl ShellCap {
             Ok(done) => done,
             Err(_) => {
                 drop(guard);
-                return Err(WitError::Limit(format!(
-                    "`{}` did not finish within {}; its process group was killed",
-                    command.program,
-                    crate::units::format_duration(timeout)
-                )));
+                return Err(ShellError::TimedOut {
+                    program: command.program.clone(),
+                    timeout,
+                });
             }
         };
         guard.finish();
         let status = status
-            .map_err(|e| WitError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
+            .map_err(|e| ShellError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
         let (stdout, stdout_truncated) = out.map_err(|e| {
-            WitError::Failed(format!("reading stdout of `{}`: {e}", command.program))
+            ShellError::Failed(format!("reading stdout of `{}`: {e}", command.program))
         })?;
         let (stderr, stderr_truncated) = err.map_err(|e| {
-            WitError::Failed(format!("reading stderr of `{}`: {e}", command.program))
+            ShellError::Failed(format!("reading stderr of `{}`: {e}", command.program))
         })?;
         Ok(Output {
             exit_code: status.code(),
@@ -173,26 +256,33 @@ impl ShellCap {
     }
 }
 
-/// See [`ShellCap::prepare`].
+/// Build the child process for `command` of `job` under `grant` (used by
+/// `storage` too).
+///
+/// # Errors
+/// A program, secret or working directory not granted, a granted program
+/// that is not installed, a malformed environment.
 pub(crate) fn prepare(
     job: &str,
     grant: &ShellGrant,
     secrets: &SecretValues,
     command: &Command,
-) -> Result<tokio::process::Command, WitError> {
-    let program = grant.programs.get(&command.program).ok_or_else(|| {
-        WitError::Denied(format!(
-            "program `{}` is not granted to job `{job}`: `allow.commands` {}",
-            command.program,
-            super::grants_phrase(grant.programs.keys())
-        ))
-    })?;
-    let path = program.path.as_ref().ok_or_else(|| {
-        WitError::NotFound(format!(
-            "program `{}` is granted to job `{job}` but is not installed (not found in PATH when the config was loaded)",
-            command.program
-        ))
-    })?;
+) -> Result<tokio::process::Command, ShellError> {
+    let program = grant
+        .programs
+        .get(&command.program)
+        .ok_or_else(|| ShellError::NotGranted {
+            program: command.program.clone(),
+            job: job.to_owned(),
+            granted: grants_phrase(grant.programs.keys()),
+        })?;
+    let path = program
+        .path
+        .as_ref()
+        .ok_or_else(|| ShellError::NotInstalled {
+            program: command.program.clone(),
+            job: job.to_owned(),
+        })?;
     let mut cmd = tokio::process::Command::new(path);
     cmd.args(&command.args)
         .env_clear()
@@ -200,19 +290,19 @@ pub(crate) fn prepare(
         .kill_on_drop(true);
     for (k, v) in &command.env {
         if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(WitError::Invalid(format!(
+            return Err(ShellError::Invalid(format!(
                 "invalid environment variable name `{k}`"
             )));
         }
-        cmd.env(k, secrets.substitute(job, v)?);
+        cmd.env(k, secrets.substitute(job, v).map_err(ShellError::Secret)?);
     }
     if let Some(cwd) = &command.cwd {
         let cwd = Path::new(cwd);
         if !cwd.is_absolute() || !grant.paths.keys().any(|p| cwd.starts_with(p)) {
-            return Err(WitError::Denied(format!(
-                "working directory `{}` is not under a path granted to job `{job}` (`allow.paths`)",
-                cwd.display()
-            )));
+            return Err(ShellError::CwdNotGranted {
+                cwd: cwd.to_path_buf(),
+                job: job.to_owned(),
+            });
         }
         cmd.current_dir(cwd);
     } else {
@@ -243,11 +333,7 @@ async fn read_capped(
 }
 
 impl Host for ShellCap {
-    async fn run(
-        &mut self,
-        command: Command,
-        stdin: Option<Vec<u8>>,
-    ) -> wasmtime::Result<Result<Output, WitError>> {
+    async fn run(&mut self, command: Command, stdin: Option<Vec<u8>>) -> HostResult<Output> {
         let program = command.program.clone();
         let result = ShellCap::run(self, command, stdin).await;
         match &result {
@@ -256,12 +342,8 @@ impl Host for ShellCap {
                 &format!("`{program}` exited with {:?}", out.exit_code),
                 &[],
             ),
-            Err(e) => self.log.push(
-                "debug",
-                &format!("`{program}`: {}", crate::runtime::describe_wit_error(e)),
-                &[],
-            ),
+            Err(e) => self.log.push("debug", &format!("`{program}`: {e}"), &[]),
         }
-        Ok(result)
+        Ok(result?)
     }
 }

@@ -17,26 +17,92 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::io::AsyncReadExt;
-use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::component::{HasSelf, Linker, Resource, ResourceTable};
 
-use crate::capabilities::log::RunLog;
-use crate::capabilities::progress::{Progress, ProgressSink};
-use crate::capabilities::secrets::SecretValues;
-use crate::capabilities::shell::{self, GroupGuard, ShellGrant};
-use crate::config::Access;
+use super::bindings::interfaces::shell::{Command, Output};
+use super::bindings::interfaces::storage::{
+    self, Artifact, ArtifactKind, Host, HostReader, HostWriter,
+};
+use super::log::RunLog;
+use super::progress::{Progress, ProgressSink};
+use super::secrets::SecretValues;
+use super::shell::{self, GroupGuard, ShellError, ShellGrant};
+use super::{Capability, HostError, HostResult, HostShared, RunContext, WitError, grants_phrase};
+use crate::model::Access;
 use crate::repository::{
     ArtifactInfo, ArtifactKind as RepoKind, BackupSession, RepoError, RestoreSession,
 };
-use crate::runtime::bindings::WitError;
-use crate::runtime::bindings::task::cairn::plugin::shell::{Command, Output};
-use crate::runtime::bindings::task::cairn::plugin::storage::{
-    Artifact, ArtifactKind, Host, HostReader, HostWriter,
-};
+use crate::sys::normalize;
 
 /// Bytes handed to the repository per chunk when a module writes a stream.
 const CHANNEL_DEPTH: usize = 16;
 /// Largest single `reader.read` answered.
 const MAX_READ: u64 = 4 << 20;
+
+/// Why a `storage` call was refused or failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// Not possible in this run (a write during a restore, no repository).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The path is not under a grant with the access needed.
+    #[error(
+        "{} access to {} is not granted to job `{job}`: `allow.paths` {granted}",
+        .need.as_str(),
+        .path.display()
+    )]
+    PathNotGranted {
+        /// The access needed.
+        need: Access,
+        /// The path asked for (normalized).
+        path: PathBuf,
+        /// The job.
+        job: String,
+        /// What the job grants, as a phrase.
+        granted: String,
+    },
+    /// The request is malformed (a relative path, a second open stream).
+    #[error("{0}")]
+    Invalid(String),
+    /// What was asked for does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The repository refused or failed.
+    #[error(transparent)]
+    Repo(#[from] RepoError),
+    /// The command was refused or failed.
+    #[error(transparent)]
+    Shell(#[from] ShellError),
+    /// Anything else that failed on the way.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StorageError> for WitError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Shell(e) => e.into(),
+            StorageError::Repo(RepoError::NoSuchArtifact { .. }) | StorageError::NotFound(_) => {
+                Self::NotFound(e.to_string())
+            }
+            StorageError::Repo(
+                RepoError::InvalidName { .. }
+                | RepoError::ArtifactExists { .. }
+                | RepoError::WrongKind { .. },
+            )
+            | StorageError::Invalid(_) => Self::Invalid(e.to_string()),
+            StorageError::Unsupported(_) => Self::Unsupported(e.to_string()),
+            StorageError::PathNotGranted { .. } => Self::Denied(e.to_string()),
+            StorageError::Repo(_) | StorageError::Failed(_) => Self::Failed(e.to_string()),
+        }
+    }
+}
+
+impl From<StorageError> for HostError {
+    fn from(e: StorageError) -> Self {
+        WitError::from(e).into()
+    }
+}
 
 /// What storage a run has.
 #[derive(Clone)]
@@ -157,93 +223,85 @@ pub struct StorageCap {
     log: RunLog,
 }
 
-impl StorageCap {
-    /// Storage for `job` under its grants.
-    pub fn new(
-        job: &str,
-        run: RunStorage,
-        shell: ShellGrant,
-        output_cap: u64,
-        secrets: Arc<SecretValues>,
-        log: RunLog,
-    ) -> Self {
-        Self {
-            job: job.to_string(),
-            run,
-            table: ResourceTable::new(),
-            shell,
-            output_cap,
-            secrets,
-            log,
-        }
+impl Capability for StorageCap {
+    const INTERFACE: &'static str = "cairn:plugin/storage";
+
+    fn add_to_linker<T: Send + 'static>(
+        linker: &mut Linker<T>,
+        get: fn(&mut T) -> &mut Self,
+    ) -> wasmtime::Result<()> {
+        storage::add_to_linker::<T, HasSelf<Self>>(linker, get)
     }
 
-    fn backup(&self) -> Result<Arc<Mutex<BackupSession>>, WitError> {
+    /// The run's snapshot, under the job's path and program grants.
+    fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
+        Ok(Self {
+            job: run.job.clone(),
+            run: run.storage.clone(),
+            table: ResourceTable::new(),
+            shell: ShellGrant::of(&run.grants),
+            output_cap: run.limits.output,
+            secrets: run.secrets.clone(),
+            log: run.log.clone(),
+        })
+    }
+}
+
+impl StorageCap {
+    fn backup(&self) -> Result<Arc<Mutex<BackupSession>>, StorageError> {
         match &self.run.mode {
             StorageMode::Backup(s) => Ok(s.clone()),
-            StorageMode::Restore(_) => Err(WitError::Unsupported(
+            StorageMode::Restore(_) => Err(StorageError::Unsupported(
                 "this is a restore run: artifacts can only be read".into(),
             )),
-            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+            StorageMode::Unavailable(why) => Err(StorageError::Unsupported(why.clone())),
         }
     }
 
-    fn restore(&self) -> Result<Arc<RestoreSession>, WitError> {
+    fn restore(&self) -> Result<Arc<RestoreSession>, StorageError> {
         match &self.run.mode {
             StorageMode::Restore(s) => Ok(s.clone()),
-            StorageMode::Backup(_) => Err(WitError::Unsupported(
+            StorageMode::Backup(_) => Err(StorageError::Unsupported(
                 "this is a backup run: there is no snapshot to read yet".into(),
             )),
-            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+            StorageMode::Unavailable(why) => Err(StorageError::Unsupported(why.clone())),
         }
     }
 
     /// `path` must lie under a granted path with at least `need` access.
-    fn check_path(&self, path: &str, need: Access) -> Result<PathBuf, WitError> {
+    fn check_path(&self, path: &str, need: Access) -> Result<PathBuf, StorageError> {
         let p = Path::new(path);
         if !p.is_absolute() {
-            return Err(WitError::Invalid(format!("path `{path}` must be absolute")));
+            return Err(StorageError::Invalid(format!(
+                "path `{path}` must be absolute"
+            )));
         }
-        let normal = crate::config::normalize(p);
-        let ok = self.shell.paths.iter().any(|(granted, access)| {
-            normal.starts_with(granted) && (need == Access::Read || *access == Access::ReadWrite)
-        });
-        if ok {
-            return Ok(normal);
-        }
-        let granted: Vec<String> = self
+        let normal = normalize(p);
+        let ok = self
             .shell
             .paths
             .iter()
-            .map(|(p, a)| {
-                format!(
-                    "{} ({})",
-                    p.display(),
-                    if *a == Access::Read {
-                        "read"
-                    } else {
-                        "read-write"
-                    }
-                )
-            })
-            .collect();
-        Err(WitError::Denied(format!(
-            "{} access to {} is not granted to job `{}`: `allow.paths` {}",
-            if need == Access::Read {
-                "read"
-            } else {
-                "read-write"
-            },
-            normal.display(),
-            self.job,
-            super::grants_phrase(granted)
-        )))
+            .any(|(granted, access)| normal.starts_with(granted) && access.covers(need));
+        if ok {
+            return Ok(normal);
+        }
+        let granted = self
+            .shell
+            .paths
+            .iter()
+            .map(|(p, a)| format!("{} ({})", p.display(), a.as_str()));
+        Err(StorageError::PathNotGranted {
+            need,
+            path: normal,
+            job: self.job.clone(),
+            granted: grants_phrase(granted),
+        })
     }
 
     /// Claim the one stream slot; `Err` if a stream artifact is still open.
-    fn claim_stream(&self, name: &str) -> Result<StreamSlot, WitError> {
+    fn claim_stream(&self, name: &str) -> Result<StreamSlot, StorageError> {
         if self.run.streaming.swap(true, Ordering::SeqCst) {
-            return Err(WitError::Invalid(format!(
+            return Err(StorageError::Invalid(format!(
                 "cannot start artifact `{name}` while another stream artifact is being written: finish it first"
             )));
         }
@@ -286,22 +344,12 @@ fn to_wit(info: &ArtifactInfo) -> Artifact {
     }
 }
 
-fn repo_err(e: RepoError) -> WitError {
-    match e {
-        RepoError::NoSuchArtifact { .. } => WitError::NotFound(e.to_string()),
-        RepoError::InvalidName { .. }
-        | RepoError::ArtifactExists { .. }
-        | RepoError::WrongKind { .. } => WitError::Invalid(e.to_string()),
-        other => WitError::Failed(other.to_string()),
-    }
-}
-
 async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, WitError> + Send + 'static,
-) -> Result<T, WitError> {
+    f: impl FnOnce() -> Result<T, StorageError> + Send + 'static,
+) -> Result<T, StorageError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| WitError::Failed(format!("storage worker failed: {e}")))?
+        .map_err(|e| StorageError::Failed(format!("storage worker failed: {e}")))?
 }
 
 /// Counts bytes as they are read, for live progress.
@@ -418,7 +466,7 @@ impl StorageCap {
         command: &Command,
         stdin: Stdio,
         what: &str,
-    ) -> Result<(tokio::process::Child, GroupGuard), WitError> {
+    ) -> Result<(tokio::process::Child, GroupGuard), StorageError> {
         let mut cmd = shell::prepare(&self.job, &self.shell, &self.secrets, command)?;
         cmd.stdin(stdin)
             .stdout(Stdio::piped())
@@ -426,9 +474,9 @@ impl StorageCap {
         let line = format!("{} {}", command.program, command.args.join(" "));
         self.log
             .push("info", &what.replace("{command}", line.trim_end()), &[]);
-        let child = cmd
-            .spawn()
-            .map_err(|e| WitError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
+        let child = cmd.spawn().map_err(|e| {
+            StorageError::Failed(format!("cannot start `{}`: {e}", command.program))
+        })?;
         let guard = GroupGuard::new(child.id());
         Ok((child, guard))
     }
@@ -437,7 +485,7 @@ impl StorageCap {
         &mut self,
         name: String,
         command: Command,
-    ) -> Result<Artifact, WitError> {
+    ) -> Result<Artifact, StorageError> {
         let session = self.backup()?;
         let slot = self.claim_stream(&name)?;
         let (mut child, guard) = self.spawn_piped(
@@ -450,7 +498,7 @@ impl StorageCap {
             .take()
             .expect("piped")
             .into_owned_fd()
-            .map_err(|e| WitError::Failed(format!("stdout of `{}`: {e}", command.program)))?;
+            .map_err(|e| StorageError::Failed(format!("stdout of `{}`: {e}", command.program)))?;
         let stderr = child.stderr.take().expect("piped");
         let (status_tx, status_rx) = std::sync::mpsc::channel();
         let program = command.program.clone();
@@ -480,14 +528,14 @@ impl StorageCap {
         let result = blocking(move || {
             let mut s = session.lock().unwrap();
             s.add_stream(&archive_name, Box::new(reader))
-                .map_err(repo_err)
+                .map_err(StorageError::from)
         })
         .await;
         let exit = waiter.await.unwrap_or_else(|e| Err(e.to_string()));
         guard.finish();
         drop(slot);
         match (result, exit) {
-            (_, Err(problem)) => Err(WitError::Failed(format!(
+            (_, Err(problem)) => Err(StorageError::Failed(format!(
                 "artifact `{name}` not stored: {problem}"
             ))),
             (Err(e), Ok(())) => Err(e),
@@ -502,12 +550,13 @@ impl StorageCap {
         &mut self,
         name: String,
         command: Command,
-    ) -> Result<Output, WitError> {
+    ) -> Result<Output, StorageError> {
         let session = self.restore()?;
         // Check the grant before opening the artifact, and open it before starting the command.
         shell::prepare(&self.job, &self.shell, &self.secrets, &command)?;
         let open_name = name.clone();
-        let reader = blocking(move || session.open_stream(&open_name).map_err(repo_err)).await?;
+        let reader =
+            blocking(move || session.open_stream(&open_name).map_err(StorageError::from)).await?;
         let (mut child, guard) = self.spawn_piped(
             &command,
             Stdio::piped(),
@@ -518,7 +567,7 @@ impl StorageCap {
             .take()
             .expect("piped")
             .into_owned_fd()
-            .map_err(|e| WitError::Failed(format!("stdin of `{}`: {e}", command.program)))?;
+            .map_err(|e| StorageError::Failed(format!("stdin of `{}`: {e}", command.program)))?;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
         let run = self.run.clone();
@@ -541,10 +590,10 @@ impl StorageCap {
         guard.finish();
         let fed = feed
             .await
-            .map_err(|e| WitError::Failed(format!("feeding `{name}`: {e}")))?
-            .map_err(|e| WitError::Failed(format!("reading artifact `{name}`: {e}")))?;
+            .map_err(|e| StorageError::Failed(format!("feeding `{name}`: {e}")))?
+            .map_err(|e| StorageError::Failed(format!("reading artifact `{name}`: {e}")))?;
         let status = status
-            .map_err(|e| WitError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
+            .map_err(|e| StorageError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
         self.run.bytes.fetch_add(fed, Ordering::Relaxed);
         Ok(Output {
             exit_code: status.code(),
@@ -557,56 +606,48 @@ impl StorageCap {
 }
 
 impl HostWriter for StorageCap {
-    async fn write(
-        &mut self,
-        w: Resource<Writer>,
-        bytes: Vec<u8>,
-    ) -> wasmtime::Result<Result<(), WitError>> {
+    async fn write(&mut self, w: Resource<Writer>, bytes: Vec<u8>) -> HostResult<()> {
         let writer = self.table.get_mut(&w)?;
         let name = writer.name.clone();
         let Some(tx) = writer.tx.clone() else {
-            return Ok(Err(WitError::Invalid(format!(
-                "artifact `{name}` is already finished"
-            ))));
+            return Err(
+                StorageError::Invalid(format!("artifact `{name}` is already finished")).into(),
+            );
         };
         if tx.send(Ok(bytes)).await.is_ok() {
-            return Ok(Ok(()));
+            return Ok(());
         }
         // The repository side stopped: report why.
         let writer = self.table.get_mut(&w)?;
         writer.tx = None;
         let err = match writer.done.take() {
             Some(done) => match done.await {
-                Ok(Err(e)) => repo_err(e),
-                Ok(Ok(_)) => WitError::Failed(format!("artifact `{name}` ended early")),
-                Err(e) => WitError::Failed(format!("artifact `{name}`: {e}")),
+                Ok(Err(e)) => StorageError::from(e),
+                Ok(Ok(_)) => StorageError::Failed(format!("artifact `{name}` ended early")),
+                Err(e) => StorageError::Failed(format!("artifact `{name}`: {e}")),
             },
-            None => WitError::Failed(format!("artifact `{name}` failed")),
+            None => StorageError::Failed(format!("artifact `{name}` failed")),
         };
-        Ok(Err(err))
+        Err(err.into())
     }
 
-    async fn finish(
-        &mut self,
-        w: Resource<Writer>,
-    ) -> wasmtime::Result<Result<Artifact, WitError>> {
+    async fn finish(&mut self, w: Resource<Writer>) -> HostResult<Artifact> {
         let writer = self.table.get_mut(&w)?;
         let name = writer.name.clone();
         writer.tx = None;
         let Some(done) = writer.done.take() else {
-            return Ok(Err(WitError::Invalid(format!(
-                "artifact `{name}` is already finished"
-            ))));
+            return Err(
+                StorageError::Invalid(format!("artifact `{name}` is already finished")).into(),
+            );
         };
-        let result = match done.await {
+        match done.await {
             Ok(Ok(info)) => {
                 self.record(&info, "stored");
                 Ok(to_wit(&info))
             }
-            Ok(Err(e)) => Err(repo_err(e)),
-            Err(e) => Err(WitError::Failed(format!("artifact `{name}`: {e}"))),
-        };
-        Ok(result)
+            Ok(Err(e)) => Err(StorageError::from(e).into()),
+            Err(e) => Err(StorageError::Failed(format!("artifact `{name}`: {e}")).into()),
+        }
     }
 
     async fn drop(&mut self, w: Resource<Writer>) -> wasmtime::Result<()> {
@@ -628,14 +669,10 @@ impl HostWriter for StorageCap {
 }
 
 impl HostReader for StorageCap {
-    async fn read(
-        &mut self,
-        r: Resource<Reader>,
-        max: u64,
-    ) -> wasmtime::Result<Result<Vec<u8>, WitError>> {
+    async fn read(&mut self, r: Resource<Reader>, max: u64) -> HostResult<Vec<u8>> {
         let inner = self.table.get(&r)?.inner.clone();
-        let max = max.clamp(1, MAX_READ) as usize;
-        let result = blocking(move || {
+        let max = usize::try_from(max.clamp(1, MAX_READ)).unwrap_or(1);
+        let bytes = blocking(move || {
             let mut reader = inner.lock().unwrap();
             let mut buf = vec![0u8; max];
             let mut filled = 0;
@@ -644,19 +681,17 @@ impl HostReader for StorageCap {
                     Ok(0) => break,
                     Ok(n) => filled += n,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(WitError::Failed(format!("reading artifact: {e}"))),
+                    Err(e) => return Err(StorageError::Failed(format!("reading artifact: {e}"))),
                 }
             }
             buf.truncate(filled);
             Ok(buf)
         })
-        .await;
-        if let Ok(bytes) = &result {
-            self.run
-                .bytes
-                .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-        }
-        Ok(result)
+        .await?;
+        self.run
+            .bytes
+            .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+        Ok(bytes)
     }
 
     async fn drop(&mut self, r: Resource<Reader>) -> wasmtime::Result<()> {
@@ -666,18 +701,9 @@ impl HostReader for StorageCap {
 }
 
 impl Host for StorageCap {
-    async fn create(
-        &mut self,
-        name: String,
-    ) -> wasmtime::Result<Result<Resource<Writer>, WitError>> {
-        let session = match self.backup() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        let slot = match self.claim_stream(&name) {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+    async fn create(&mut self, name: String) -> HostResult<Resource<Writer>> {
+        let session = self.backup()?;
+        let slot = self.claim_stream(&name)?;
         let (tx, rx) = tokio::sync::mpsc::channel(CHANNEL_DEPTH);
         let reader = Counting {
             inner: ChannelReader {
@@ -698,133 +724,102 @@ impl Host for StorageCap {
             tx: Some(tx),
             done: Some(done),
         };
-        Ok(Ok(self.table.push(writer)?))
+        Ok(self.table.push(writer)?)
     }
 
     async fn create_from_command(
         &mut self,
         name: String,
         command: Command,
-    ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        Ok(StorageCap::create_from_command(self, name, command).await)
+    ) -> HostResult<Artifact> {
+        Ok(StorageCap::create_from_command(self, name, command).await?)
     }
 
-    async fn add_tree(
-        &mut self,
-        name: String,
-        path: String,
-    ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        let session = match self.backup() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        let path = match self.check_path(&path, Access::Read) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
+    async fn add_tree(&mut self, name: String, path: String) -> HostResult<Artifact> {
+        let session = self.backup()?;
+        let path = self.check_path(&path, Access::Read)?;
         if !path.exists() {
-            return Ok(Err(WitError::NotFound(format!(
-                "{} does not exist",
-                path.display()
-            ))));
+            return Err(
+                StorageError::NotFound(format!("{} does not exist", path.display())).into(),
+            );
         }
         self.log.push(
             "info",
             &format!("adding {} as tree artifact `{name}`", path.display()),
             &[],
         );
-        let result = blocking(move || {
+        let info = blocking(move || {
             let mut s = session.lock().unwrap();
-            s.add_tree(&name, &path).map_err(repo_err)
+            s.add_tree(&name, &path).map_err(StorageError::from)
         })
-        .await;
-        Ok(result.map(|info| {
-            self.record(&info, "stored");
-            to_wit(&info)
-        }))
+        .await?;
+        self.record(&info, "stored");
+        Ok(to_wit(&info))
     }
 
-    async fn set_note(
-        &mut self,
-        key: String,
-        value: String,
-    ) -> wasmtime::Result<Result<(), WitError>> {
-        let session = match self.backup() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
+    async fn set_note(&mut self, key: String, value: String) -> HostResult<()> {
+        let session = self.backup()?;
         session.lock().unwrap().set_note(&key, &value);
-        Ok(Ok(()))
+        Ok(())
     }
 
-    async fn notes(&mut self) -> wasmtime::Result<Result<Vec<(String, String)>, WitError>> {
-        let notes: Result<BTreeMap<String, String>, WitError> = match &self.run.mode {
-            StorageMode::Backup(s) => Ok(s.lock().unwrap().notes()),
+    async fn notes(&mut self) -> HostResult<Vec<(String, String)>> {
+        let notes: BTreeMap<String, String> = match &self.run.mode {
+            StorageMode::Backup(s) => s.lock().unwrap().notes(),
             StorageMode::Restore(s) => {
                 let s = s.clone();
-                blocking(move || s.notes().map_err(repo_err)).await
+                blocking(move || s.notes().map_err(StorageError::from)).await?
             }
-            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+            StorageMode::Unavailable(why) => {
+                return Err(StorageError::Unsupported(why.clone()).into());
+            }
         };
-        Ok(notes.map(|n| n.into_iter().collect()))
+        Ok(notes.into_iter().collect())
     }
 
-    async fn list(&mut self) -> wasmtime::Result<Result<Vec<Artifact>, WitError>> {
-        let list: Result<Vec<ArtifactInfo>, WitError> = match &self.run.mode {
-            StorageMode::Backup(s) => Ok(s.lock().unwrap().artifacts()),
+    async fn list(&mut self) -> HostResult<Vec<Artifact>> {
+        let list: Vec<ArtifactInfo> = match &self.run.mode {
+            StorageMode::Backup(s) => s.lock().unwrap().artifacts(),
             StorageMode::Restore(s) => {
                 let s = s.clone();
-                blocking(move || s.artifacts().map_err(repo_err)).await
+                blocking(move || s.artifacts().map_err(StorageError::from)).await?
             }
-            StorageMode::Unavailable(why) => Err(WitError::Unsupported(why.clone())),
+            StorageMode::Unavailable(why) => {
+                return Err(StorageError::Unsupported(why.clone()).into());
+            }
         };
-        Ok(list.map(|l| l.iter().map(to_wit).collect()))
+        Ok(list.iter().map(to_wit).collect())
     }
 
-    async fn open(&mut self, name: String) -> wasmtime::Result<Result<Resource<Reader>, WitError>> {
-        let session = match self.restore() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        match blocking(move || session.open_stream(&name).map_err(repo_err)).await {
-            Ok(reader) => Ok(Ok(self.table.push(Reader {
-                inner: Arc::new(Mutex::new(reader)),
-            })?)),
-            Err(e) => Ok(Err(e)),
-        }
+    async fn open(&mut self, name: String) -> HostResult<Resource<Reader>> {
+        let session = self.restore()?;
+        let reader =
+            blocking(move || session.open_stream(&name).map_err(StorageError::from)).await?;
+        Ok(self.table.push(Reader {
+            inner: Arc::new(Mutex::new(reader)),
+        })?)
     }
 
-    async fn restore_to_command(
-        &mut self,
-        name: String,
-        command: Command,
-    ) -> wasmtime::Result<Result<Output, WitError>> {
-        Ok(StorageCap::restore_to_command(self, name, command).await)
+    async fn restore_to_command(&mut self, name: String, command: Command) -> HostResult<Output> {
+        Ok(StorageCap::restore_to_command(self, name, command).await?)
     }
 
-    async fn restore_tree(
-        &mut self,
-        name: String,
-        target: String,
-    ) -> wasmtime::Result<Result<Artifact, WitError>> {
-        let session = match self.restore() {
-            Ok(s) => s,
-            Err(e) => return Ok(Err(e)),
-        };
-        let target = match self.check_path(&target, Access::ReadWrite) {
-            Ok(p) => p,
-            Err(e) => return Ok(Err(e)),
-        };
+    async fn restore_tree(&mut self, name: String, target: String) -> HostResult<Artifact> {
+        let session = self.restore()?;
+        let target = self.check_path(&target, Access::ReadWrite)?;
         self.log.push(
             "info",
             &format!("restoring tree artifact `{name}` to {}", target.display()),
             &[],
         );
-        let result = blocking(move || session.restore_tree(&name, &target).map_err(repo_err)).await;
-        Ok(result.map(|info| {
-            self.record(&info, "restored");
-            to_wit(&info)
-        }))
+        let info = blocking(move || {
+            session
+                .restore_tree(&name, &target)
+                .map_err(StorageError::from)
+        })
+        .await?;
+        self.record(&info, "restored");
+        Ok(to_wit(&info))
     }
 }
 

@@ -11,8 +11,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use crate::capabilities::log::RunLog;
-use crate::config::Access;
+use super::log::RunLog;
+use crate::model::Access;
 
 /// A guest wrote more than its output cap to stdout or stderr.
 #[derive(Debug, thiserror::Error)]

@@ -38,28 +38,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::metrics::Metrics;
+pub use super::view::JobView;
+#[cfg(test)]
+use super::view::rfc3339_millis;
 use crate::state::{LogLine, RunKind, RunRecord, RunStatus, StateError, StateStore};
-
-/// A job as the API shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobView {
-    /// Job name.
-    pub name: String,
-    /// The task, as configured (`builtin:postgres`, a path, `pipeline:NAME`).
-    pub task: String,
-    /// Cron schedule, if the job has one.
-    pub schedule: Option<String>,
-    /// IANA time zone of the schedule (`None`: UTC).
-    pub timezone: Option<String>,
-    /// Next scheduled fire, milliseconds since the Unix epoch (UTC); shown as
-    /// RFC 3339 UTC with milliseconds (`2025-03-30T01:00:00.000Z`).
-    #[serde(serialize_with = "serialize_rfc3339")]
-    pub next_fire: Option<i64>,
-    /// Whether the schedule is paused.
-    pub paused: bool,
-    /// The job's most recent run.
-    pub last_run: Option<RunRecord>,
-}
 
 /// Why a control action failed; decides the HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +104,7 @@ pub trait DaemonControl: Send + Sync + 'static {
 /// Where and how the API listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiConfig {
-    /// Address to bind (default `127.0.0.1:8484`, [`crate::config::DEFAULT_LISTEN`]).
+    /// Address to bind (default `127.0.0.1:8484`, `config::DEFAULT_LISTEN`).
     /// A non-loopback address needs a token.
     pub listen: SocketAddr,
     /// Bearer token every request but `/healthz` must carry, if set.
@@ -564,27 +546,6 @@ async fn show_run(
     })
     .await
     .map_err(ApiError::internal)?
-}
-
-// ---------------------------------------------------------------------------
-// Formatting
-// ---------------------------------------------------------------------------
-
-/// `1743296400000` → `2025-03-30T01:00:00.000Z`.
-#[must_use]
-pub fn rfc3339_millis(ms: i64) -> String {
-    jiff::Timestamp::from_millisecond(ms).map_or_else(
-        |_| format!("{ms} ms since the epoch (out of range)"),
-        |t| t.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string(),
-    )
-}
-
-#[expect(clippy::ref_option, reason = "serde's serialize_with passes &Option")]
-fn serialize_rfc3339<S: serde::Serializer>(ms: &Option<i64>, s: S) -> Result<S::Ok, S::Error> {
-    match ms {
-        Some(ms) => s.serialize_str(&rfc3339_millis(*ms)),
-        None => s.serialize_none(),
-    }
 }
 
 #[cfg(test)]

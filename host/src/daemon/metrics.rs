@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::{Mutex, PoisonError};
 
-use super::api::JobView;
+use super::view::JobView;
 use crate::state::{RunKind, RunRecord, RunStatus, StateError, StateStore};
 
 /// Upper bounds (seconds) of the run-duration histogram buckets: 1 s to 6 h.

@@ -34,6 +34,7 @@ pub mod api;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
+pub mod view;
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -47,6 +48,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{self, Config, JobConfig};
+use crate::model::Webhook;
 use crate::runner::{RunOptions, Runner};
 use crate::runtime::Runtime;
 use crate::state::sqlite::SqliteStore;
@@ -319,7 +321,7 @@ impl Daemon {
             .values()
             .map(|job| JobInfo {
                 name: job.name.clone(),
-                task: task_label(job),
+                task: job.task.to_string(),
                 schedule: job.schedule.clone(),
                 timezone: job.cron.as_ref().map(|c| c.timezone().name().to_owned()),
                 next_fire: state.timer.next_of(&job.name),
@@ -886,18 +888,6 @@ impl Inner {
     }
 }
 
-/// How a job's task is shown: `builtin:NAME`, a file path, `pipeline:NAME`.
-fn task_label(job: &JobConfig) -> String {
-    match &job.task.source {
-        config::ModuleSource::Builtin(n) => format!("builtin:{n}"),
-        config::ModuleSource::File(p) => p.display().to_string(),
-        config::ModuleSource::Pipeline(key) if key.contains(':') || key.ends_with(".toml") => {
-            key.clone()
-        }
-        config::ModuleSource::Pipeline(key) => format!("pipeline:{key}"),
-    }
-}
-
 /// A job as the API shows it, without its last run.
 fn job_view(j: JobInfo) -> api::JobView {
     api::JobView {
@@ -912,7 +902,7 @@ fn job_view(j: JobInfo) -> api::JobView {
 }
 
 /// The job's webhooks (`notify`).
-fn job_webhooks(config: &JobConfig) -> &[notify::Webhook] {
+fn job_webhooks(config: &JobConfig) -> &[Webhook] {
     &config.notify
 }
 
@@ -938,18 +928,9 @@ pub fn api_token(config: &Config) -> anyhow::Result<Option<String>> {
     let Some(source) = &config.daemon.token else {
         return Ok(None);
     };
-    let token = match (&source.env, &source.file) {
-        (Some(var), _) => std::env::var(var).map_err(|_| {
-            anyhow::anyhow!(
-                "the API token is read from environment variable `{var}` ([daemon] token-env), which is not set"
-            )
-        })?,
-        (None, Some(file)) => std::fs::read_to_string(file)
-            .map_err(|e| anyhow::anyhow!("cannot read the API token file {}: {e}", file.display()))?
-            .trim_end_matches(['\n', '\r'])
-            .to_owned(),
-        (None, None) => return Ok(None),
-    };
+    let token = source
+        .read()
+        .map_err(|e| anyhow::anyhow!("cannot read the API token ([daemon]): {e}"))?;
     anyhow::ensure!(!token.is_empty(), "the API token is empty");
     Ok(Some(token))
 }

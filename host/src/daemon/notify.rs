@@ -38,352 +38,35 @@
 //! webhook URL is often its secret) and counted in
 //! `cairn_notifications_failed_total{job}`.
 
-use std::collections::BTreeSet;
-use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 use url::Url;
 
-use super::api::rfc3339_millis;
 use super::metrics::Metrics;
-use crate::capabilities::http::OriginPattern;
-use crate::state::{RunRecord, RunStatus};
+use super::view::rfc3339_millis;
+use crate::model::notify::{Event, Template, Webhook};
+use crate::state::RunRecord;
 use crate::units::{format_duration, format_size};
 
 // ---------------------------------------------------------------------------
-// Configuration
+// Bodies
 // ---------------------------------------------------------------------------
 
-/// One webhook as written in `[jobs.NAME]`'s `notify`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NotifyFile {
-    /// Where to POST: `https://hooks.example.com/…`. Its origin must be in
-    /// the job's `allow.http`.
-    pub url: String,
-    /// Which endings to report: `failure`, `success`, `skipped` (default `["failure"]`).
-    pub on: Option<Vec<String>>,
-    /// JSON body with `{{placeholder}}`s (default: [`default_body`]).
-    pub template: Option<String>,
-}
-
-/// `notify` as written: one table, or an array of them.
-#[derive(Debug, Clone, Default)]
-pub struct NotifyFiles {
-    /// The webhooks, in file order.
-    pub targets: Vec<NotifyFile>,
-    /// Whether they were written as an array (problems then name `notify[i]`).
-    pub is_list: bool,
-}
-
-impl<'de> Deserialize<'de> for NotifyFiles {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = NotifyFiles;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(
-                    "a table `{ url = \"https://…\", on = [\"failure\"] }` or an array of them",
-                )
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<NotifyFiles, A::Error> {
-                let one =
-                    NotifyFile::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
-                Ok(NotifyFiles {
-                    targets: vec![one],
-                    is_list: false,
-                })
-            }
-
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                seq: A,
-            ) -> Result<NotifyFiles, A::Error> {
-                let targets = Vec::<NotifyFile>::deserialize(
-                    serde::de::value::SeqAccessDeserializer::new(seq),
-                )?;
-                Ok(NotifyFiles {
-                    targets,
-                    is_list: true,
-                })
-            }
-        }
-        deserializer.deserialize_any(Visitor)
+/// The body to send about `run` to `webhook`.
+#[must_use]
+pub fn body(webhook: &Webhook, run: &RunRecord) -> String {
+    match &webhook.template {
+        Some(template) => render(template, run),
+        None => default_body(run).to_string(),
     }
 }
 
-/// How a run ended, as far as notifications care.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Event {
-    /// The run succeeded.
-    Success,
-    /// The run failed, was cancelled or was interrupted.
-    Failure,
-    /// A fire was skipped (the job was still running).
-    Skipped,
-}
-
-impl Event {
-    /// Every event, for messages.
-    pub const ALL: [Self; 3] = [Self::Failure, Self::Success, Self::Skipped];
-
-    /// The name used in `on` and in bodies.
-    #[must_use]
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Self::Success => "success",
-            Self::Failure => "failure",
-            Self::Skipped => "skipped",
-        }
-    }
-
-    /// The event of a run that ended with `status` (`None` while it has not ended).
-    #[must_use]
-    pub const fn of(status: RunStatus) -> Option<Self> {
-        match status {
-            RunStatus::Succeeded => Some(Self::Success),
-            RunStatus::Failed | RunStatus::Cancelled | RunStatus::Interrupted => {
-                Some(Self::Failure)
-            }
-            RunStatus::Skipped => Some(Self::Skipped),
-            RunStatus::Queued | RunStatus::Running => None,
-        }
-    }
-}
-
-/// A validated webhook.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Webhook {
-    /// Where to POST.
-    pub url: Url,
-    /// Which endings to report.
-    pub on: BTreeSet<Event>,
-    /// Body template, if any.
-    pub template: Option<Template>,
-}
-
-impl fmt::Debug for Webhook {
-    // The URL's path and query are often its secret: show the origin only.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Webhook")
-            .field("origin", &self.url.origin().ascii_serialization())
-            .field("on", &self.on)
-            .field("template", &self.template.is_some())
-            .finish()
-    }
-}
-
-/// A problem with one webhook: the key inside its entry (`url`, `on[1]`,
-/// `template`) and what is wrong.
-pub type WebhookProblem = (String, String);
-
-impl Webhook {
-    /// Validate a webhook of job `job`, whose HTTP grants are `granted`.
-    ///
-    /// # Errors
-    /// Every problem found, each with the key at fault.
-    pub fn from_file(
-        file: &NotifyFile,
-        granted: &[OriginPattern],
-    ) -> Result<Self, Vec<WebhookProblem>> {
-        let mut problems = Vec::new();
-        let url = match Url::parse(&file.url) {
-            Ok(url) if !matches!(url.scheme(), "http" | "https") => {
-                problems.push((
-                    "url".to_owned(),
-                    format!("scheme `{}` is not http or https", url.scheme()),
-                ));
-                None
-            }
-            Ok(url) if !granted.iter().any(|p| p.matches(&url)) => {
-                let origin = url.origin().ascii_serialization();
-                problems.push((
-                    "url".to_owned(),
-                    format!(
-                        "webhook origin {origin} is not allowlisted: add \"{origin}\" to the job's \
-                         `allow.http` (notifications only go to granted origins)"
-                    ),
-                ));
-                None
-            }
-            Ok(url) => Some(url),
-            Err(err) => {
-                problems.push((
-                    "url".to_owned(),
-                    format!(
-                        "not a URL ({err}): write it in full, e.g. `https://hooks.example.com/…`"
-                    ),
-                ));
-                None
-            }
-        };
-
-        let mut on = BTreeSet::new();
-        match &file.on {
-            None => {
-                on.insert(Event::Failure);
-            }
-            Some(names) if names.is_empty() => problems.push((
-                "on".to_owned(),
-                "is empty, so nothing would be sent: list `failure`, `success` or `skipped`, or \
-                 remove the webhook"
-                    .to_owned(),
-            )),
-            Some(names) => {
-                for (i, name) in names.iter().enumerate() {
-                    match Event::ALL.into_iter().find(|e| e.as_str() == name) {
-                        Some(event) => {
-                            on.insert(event);
-                        }
-                        None => problems.push((
-                            format!("on[{i}]"),
-                            format!(
-                                "unknown event `{name}`; expected `failure`, `success` or `skipped`"
-                            ),
-                        )),
-                    }
-                }
-            }
-        }
-
-        let template = match file.template.as_deref().map(Template::parse) {
-            None => None,
-            Some(Ok(template)) => Some(template),
-            Some(Err(message)) => {
-                problems.push(("template".to_owned(), message));
-                None
-            }
-        };
-
-        match url {
-            Some(url) if problems.is_empty() => Ok(Self { url, on, template }),
-            _ => Err(problems),
-        }
-    }
-
-    /// The body to send about `run`.
-    #[must_use]
-    pub fn body(&self, run: &RunRecord) -> String {
-        match &self.template {
-            Some(template) => template.render(run),
-            None => default_body(run).to_string(),
-        }
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Templates
-// ---------------------------------------------------------------------------
-
-/// The placeholders a template may use.
-pub const PLACEHOLDERS: [&str; 15] = [
-    "job",
-    "kind",
-    "status",
-    "event",
-    "trigger",
-    "attempt",
-    "run_id",
-    "error",
-    "snapshot",
-    "started",
-    "finished",
-    "duration",
-    "duration_seconds",
-    "bytes",
-    "size",
-];
-
-/// A parsed body template: literal text and placeholders.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Template {
-    parts: Vec<Part>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Part {
-    Text(String),
-    /// An index into [`PLACEHOLDERS`].
-    Value(usize),
-}
-
-impl Template {
-    /// Parse `text`, checking each placeholder and that the filled-in body is JSON.
-    ///
-    /// # Errors
-    /// A message naming the unknown placeholder, the unclosed `{{`, or where
-    /// the body stops being JSON.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(start) = rest.find("{{") {
-            if start > 0 {
-                parts.push(Part::Text(rest[..start].to_owned()));
-            }
-            let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| {
-                format!(
-                    "`{{{{` at byte {} is never closed with `}}}}`",
-                    text.len() - rest.len() + start
-                )
-            })?;
-            let name = after[..end].trim();
-            let index = PLACEHOLDERS
-                .iter()
-                .position(|p| *p == name)
-                .ok_or_else(|| {
-                    format!(
-                        "unknown placeholder `{{{{{name}}}}}`; placeholders: {}",
-                        PLACEHOLDERS.join(", ")
-                    )
-                })?;
-            parts.push(Part::Value(index));
-            rest = &after[end + 2..];
-        }
-        if !rest.is_empty() {
-            parts.push(Part::Text(rest.to_owned()));
-        }
-        let template = Self { parts };
-        // Fill it with awkward values (quotes, backslashes, newlines in the
-        // texts; numbers where numbers go): the result must still be JSON.
-        let sample = template.render_with(|name| match name {
-            "bytes" | "duration_seconds" | "attempt" => "1".to_owned(),
-            _ => "a \"quoted\"\nline \\ end".to_owned(),
-        });
-        if let Err(err) = serde_json::from_str::<Value>(&sample) {
-            return Err(format!(
-                "is not a JSON document once filled in ({err}); write JSON with placeholders \
-                 inside strings, e.g. '{{\"text\": \"{{{{job}}}} {{{{status}}}}: {{{{error}}}}\"}}'"
-            ));
-        }
-        Ok(template)
-    }
-
-    /// The body for `run`, each value JSON-escaped.
-    #[must_use]
-    pub fn render(&self, run: &RunRecord) -> String {
-        self.render_with(|name| value_of(name, run))
-    }
-
-    /// The body with each placeholder's value from `value`, JSON-escaped.
-    fn render_with(&self, value: impl Fn(&str) -> String) -> String {
-        let mut out = String::new();
-        for part in &self.parts {
-            match part {
-                Part::Text(text) => out.push_str(text),
-                Part::Value(index) => out.push_str(&json_escape(&value(PLACEHOLDERS[*index]))),
-            }
-        }
-        out
-    }
+/// `template` filled in for `run`, each value JSON-escaped.
+#[must_use]
+pub fn render(template: &Template, run: &RunRecord) -> String {
+    template.render_with(|name| value_of(name, run))
 }
 
 /// The value of placeholder `name` for `run`, unescaped.
@@ -423,12 +106,6 @@ fn seconds(ms: u64) -> String {
             format!("{frac:03}").trim_end_matches('0')
         ),
     }
-}
-
-/// `text` escaped for the inside of a JSON string (no surrounding quotes).
-fn json_escape(text: &str) -> String {
-    let quoted = Value::String(text.to_owned()).to_string();
-    quoted[1..quoted.len() - 1].to_owned()
 }
 
 /// The body sent without a template.
@@ -566,7 +243,7 @@ impl Notifier {
             let in_flight = Arc::clone(&self.in_flight);
             let policy = self.policy;
             let url = webhook.url.clone();
-            let body = webhook.body(run);
+            let body = body(webhook, run);
             let (job, run_id) = (run.job.clone(), run.id.clone());
             tasks.spawn(async move {
                 let Ok(_permit) = in_flight.acquire_owned().await else {
@@ -689,7 +366,12 @@ mod tests {
     use axum::extract::State;
     use axum::http::{HeaderMap, StatusCode};
 
+    use std::collections::BTreeSet;
+
     use super::*;
+    use crate::config::check::{WebhookProblem, webhook as check_webhook};
+    use crate::config::file::NotifyFile;
+    use crate::model::{OriginPattern, RunStatus};
     use crate::state::{RunKind, StateStore as _};
 
     /// A failed backup of `db` (built from a store's record, so it has every field).
@@ -795,7 +477,7 @@ mod tests {
     ) -> Result<Webhook, Vec<WebhookProblem>> {
         let origin = OriginPattern::parse(&url.origin().ascii_serialization())
             .map_err(|e| vec![(String::new(), e)])?;
-        Webhook::from_file(
+        check_webhook(
             &NotifyFile {
                 url: url.to_string(),
                 on: Some(on.iter().map(|s| (*s).to_owned()).collect()),
@@ -965,7 +647,7 @@ mod tests {
         let granted =
             [OriginPattern::parse("https://hooks.slack.com").map_err(anyhow::Error::msg)?];
         let check = |url: &str, on: Option<&[&str]>, template: Option<&str>| {
-            Webhook::from_file(
+            check_webhook(
                 &NotifyFile {
                     url: url.to_owned(),
                     on: on.map(|on| on.iter().map(|s| (*s).to_owned()).collect()),

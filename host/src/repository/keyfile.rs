@@ -74,7 +74,10 @@ pub(super) fn rewrite_with_restic_cost(
     data.extend_from_slice(&tag);
 
     // what `restic key list` shows, as restic fills it in
-    file.hostname = file.hostname.take().or_else(hostname);
+    file.hostname = file
+        .hostname
+        .take()
+        .or_else(|| Some(crate::sys::hostname()));
     file.username = file
         .username
         .take()
@@ -100,20 +103,4 @@ pub(super) fn rewrite_with_restic_cost(
     std::fs::rename(&tmp, &new).with_context(|| format!("writing {}", new.display()))?;
     std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
     Ok(())
-}
-
-/// This machine's host name, if it has one.
-fn hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: the buffer is valid for its length; gethostname NUL-terminates
-    // within it on success (or truncates, which the search for NUL handles).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    std::str::from_utf8(&buf[..end])
-        .ok()
-        .filter(|h| !h.is_empty())
-        .map(str::to_string)
 }

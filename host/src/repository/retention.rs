@@ -4,42 +4,19 @@ use rustic_core::{KeepOptions, repofile::SnapshotFile};
 
 use super::{RepoError, failed};
 
-/// Which snapshots of a job to keep. `None` means the rule is not used; an empty
-/// retention keeps everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Retention {
-    /// Keep the N newest snapshots.
-    pub keep_last: Option<u32>,
-    /// Keep the newest snapshot of each of the last N hours that have one.
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N days that have one.
-    pub keep_daily: Option<u32>,
-    /// Keep the newest snapshot of each of the last N ISO weeks that have one.
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N months that have one.
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest snapshot of each of the last N years that have one.
-    pub keep_yearly: Option<u32>,
-}
+pub use crate::model::repository::Retention;
 
-impl Retention {
-    /// True when no rule is set (everything is kept).
-    pub fn is_empty(&self) -> bool {
-        self == &Self::default()
-    }
-
-    fn to_keep_options(&self) -> KeepOptions {
-        let n = |v: Option<u32>| v.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
-        let mut k = KeepOptions::default();
-        k.keep_last = n(self.keep_last);
-        k.keep_hourly = n(self.keep_hourly);
-        k.keep_daily = n(self.keep_daily);
-        k.keep_weekly = n(self.keep_weekly);
-        k.keep_monthly = n(self.keep_monthly);
-        k.keep_yearly = n(self.keep_yearly);
-        k
-    }
+/// rustic's keep options for `keep`.
+fn keep_options(keep: &Retention) -> KeepOptions {
+    let n = |v: Option<u32>| v.map(|v| i32::try_from(v).unwrap_or(i32::MAX));
+    let mut k = KeepOptions::default();
+    k.keep_last = n(keep.keep_last);
+    k.keep_hourly = n(keep.keep_hourly);
+    k.keep_daily = n(keep.keep_daily);
+    k.keep_weekly = n(keep.keep_weekly);
+    k.keep_monthly = n(keep.keep_monthly);
+    k.keep_yearly = n(keep.keep_yearly);
+    k
 }
 
 const REASONS: [&str; 6] = ["last", "hourly", "daily", "weekly", "monthly", "yearly"];
@@ -55,8 +32,7 @@ fn evaluate(
             .collect());
     }
     let now = jiff::Zoned::now();
-    let applied = keep
-        .to_keep_options()
+    let applied = keep_options(keep)
         .apply(snaps, &now)
         .map_err(failed("applying keep rules"))?;
     let mut kept: Vec<(usize, Vec<&'static str>)> = applied

@@ -10,37 +10,30 @@
 //!   kept in the cache directory; within a process the `InstancePre` is reused.
 //! - A trapped store is dropped, never re-entered.
 
-pub mod bindings;
 pub mod cache;
 pub mod limits;
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
-use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config as EngineConfig, Engine, Store};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::builtins::{self, ModuleKind};
-use crate::capabilities::functions::FunctionsCap;
-use crate::capabilities::http::HttpCap;
-use crate::capabilities::log::{LogCap, RunLog};
-use crate::capabilities::progress::{Progress, ProgressCap, ProgressSink};
-use crate::capabilities::secrets::{SecretValues, SecretsCap};
-use crate::capabilities::shell::{ShellCap, ShellGrant};
-use crate::capabilities::state::StateCap;
-use crate::capabilities::storage::{RunStorage, StorageCap};
-use crate::capabilities::time::TimeCap;
+use crate::builtins;
+use crate::capabilities::bindings::function::{Function, FunctionPre};
+use crate::capabilities::bindings::task::{Task, TaskPre};
+use crate::capabilities::bindings::{Context, Description, WitError};
+use crate::capabilities::functions::{CallError, FunctionHost};
 use crate::capabilities::wasi::{self, Capture, OutputLimitExceeded};
-use crate::config::{Grants, Limits, ModuleRef, ModuleSource};
-use crate::state::StateStore;
-use bindings::function::{Function, FunctionPre};
-use bindings::task::{Task, TaskPre};
-pub use bindings::{Description, WitError};
+use crate::capabilities::{
+    Capabilities, HasCapabilities, HostShared, RunContext, describe as describe_wit_error,
+};
+use crate::model::{Digest, ModuleKind, ModuleRef};
 use limits::{MemoryLimitExceeded, RunLimiter};
 
 /// How often the epoch advances (and a running guest yields).
@@ -151,46 +144,6 @@ fn stderr_note(lines: &[String]) -> String {
     }
 }
 
-/// `variant: message` for a WIT error.
-pub fn describe_wit_error(e: &WitError) -> String {
-    match e {
-        WitError::Denied(m) => format!("denied: {m}"),
-        WitError::Invalid(m) => format!("invalid: {m}"),
-        WitError::NotFound(m) => format!("not found: {m}"),
-        WitError::Limit(m) => format!("limit: {m}"),
-        WitError::Unsupported(m) => format!("unsupported: {m}"),
-        WitError::Failed(m) => m.clone(),
-    }
-}
-
-/// Everything a store needs that is decided per run. Cheap to clone (a
-/// Function call reuses its task's setup).
-#[derive(Clone)]
-pub struct RunSetup {
-    /// Job name.
-    pub job: String,
-    /// Run id.
-    pub run_id: String,
-    /// The job's grants.
-    pub grants: Arc<Grants>,
-    /// The job's limits.
-    pub limits: Limits,
-    /// State store (for `state`).
-    pub store: Arc<dyn StateStore>,
-    /// Run log.
-    pub log: RunLog,
-    /// Secret values granted to the job.
-    pub secrets: Arc<SecretValues>,
-    /// Custom functions declared in the config.
-    pub functions: Arc<BTreeMap<String, ModuleRef>>,
-    /// Progress reports go here.
-    pub progress: ProgressSink,
-    /// Last progress report.
-    pub last_progress: Arc<Mutex<Option<Progress>>>,
-    /// The run's snapshot (backup or restore), if it has one.
-    pub storage: RunStorage,
-}
-
 /// The data of one store: WASI, limits and every capability.
 pub struct RunData {
     wasi: WasiCtx,
@@ -198,15 +151,13 @@ pub struct RunData {
     limiter: RunLimiter,
     stdout: Capture,
     stderr: Capture,
-    log: LogCap,
-    progress: ProgressCap,
-    time: TimeCap,
-    state: StateCap,
-    secrets: SecretsCap,
-    http: HttpCap,
-    shell: ShellCap,
-    storage: StorageCap,
-    functions: Option<FunctionsCap>,
+    capabilities: Capabilities,
+}
+
+impl HasCapabilities for RunData {
+    fn capabilities(&mut self) -> &mut Capabilities {
+        &mut self.capabilities
+    }
 }
 
 impl WasiView for RunData {
@@ -223,7 +174,7 @@ pub struct LoadedModule {
     /// Label used in messages (`builtin:NAME` or the file path).
     pub label: String,
     /// sha256 of the component bytes.
-    pub digest: [u8; 32],
+    pub digest: Digest,
     /// Task or function.
     pub kind: ModuleKind,
     /// The compiled component.
@@ -255,7 +206,7 @@ struct Inner {
     task_linker: Linker<RunData>,
     function_linker: Linker<RunData>,
     cache: Option<cache::CompileCache>,
-    loaded: Mutex<HashMap<[u8; 32], LoadedSlot>>,
+    loaded: Mutex<HashMap<Digest, LoadedSlot>>,
     http: reqwest::Client,
     _ticker: Arc<()>,
 }
@@ -279,17 +230,11 @@ impl Runtime {
         let engine = Engine::new(&cfg)?;
 
         let mut task_linker = Linker::new(&engine);
-        add_capabilities(&mut task_linker)?;
-        bindings::task::cairn::plugin::functions::add_to_linker::<RunData, HasSelf<FunctionsCap>>(
-            &mut task_linker,
-            |d| {
-                d.functions
-                    .as_mut()
-                    .expect("task stores have the functions capability")
-            },
-        )?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut task_linker)?;
+        Capabilities::add_to_linker(&mut task_linker, true)?;
         let mut function_linker = Linker::new(&engine);
-        add_capabilities(&mut function_linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut function_linker)?;
+        Capabilities::add_to_linker(&mut function_linker, false)?;
 
         let cache = cache_dir.map(|d| cache::CompileCache::new(d, &engine));
         let ticker = start_ticker(&engine);
@@ -317,9 +262,9 @@ impl Runtime {
     /// # Errors
     /// See [`LoadError`].
     pub async fn load(&self, module: &ModuleRef) -> Result<Arc<LoadedModule>, LoadError> {
-        let (label, bytes) = read_module(&module.source)?;
-        let digest: [u8; 32] = Sha256::digest(&bytes).into();
-        if let Some(expected) = module.sha256
+        let (label, bytes) = read_module(module)?;
+        let digest: Digest = Sha256::digest(&bytes).into();
+        if let Some(&expected) = module.sha256()
             && expected != digest
         {
             return Err(LoadError::PinMismatch {
@@ -353,7 +298,7 @@ impl Runtime {
         &self,
         label: String,
         bytes: &[u8],
-        digest: [u8; 32],
+        digest: Digest,
     ) -> Result<Arc<LoadedModule>, LoadError> {
         check_magic(&label, bytes)?;
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
@@ -411,16 +356,15 @@ impl Runtime {
         }))
     }
 
-    fn new_store(&self, setup: &RunSetup, with_functions: bool) -> anyhow::Result<Store<RunData>> {
-        let g = &setup.grants;
-        let lim = &setup.limits;
-        let stdout = Capture::new("stdout", lim.output, setup.log.clone());
-        let stderr = Capture::new("stderr", lim.output, setup.log.clone());
-        let wasi = wasi::build(&g.paths, stdout.clone(), stderr.clone())?;
-        // Commands and paths, shared by `shell` and `storage` (which pipes commands too).
-        let shell_grant = ShellGrant {
-            programs: g.commands.clone(),
-            paths: g.paths.clone(),
+    /// A store for one call of `run`: WASI, limits and every capability.
+    fn new_store(&self, run: &RunContext) -> anyhow::Result<Store<RunData>> {
+        let lim = &run.limits;
+        let stdout = Capture::new("stdout", lim.output, run.log.clone());
+        let stderr = Capture::new("stderr", lim.output, run.log.clone());
+        let wasi = wasi::build(&run.grants.paths, stdout.clone(), stderr.clone())?;
+        let host = HostShared {
+            http: self.inner.http.clone(),
+            functions: Arc::new(self.clone()),
         };
         let data = RunData {
             wasi,
@@ -428,39 +372,7 @@ impl Runtime {
             limiter: RunLimiter::new(lim.memory),
             stdout,
             stderr,
-            log: LogCap::new(setup.log.clone()),
-            progress: ProgressCap::new(
-                &setup.job,
-                setup.progress.clone(),
-                setup.last_progress.clone(),
-            ),
-            time: TimeCap,
-            state: StateCap::new(&setup.job, setup.store.clone()),
-            secrets: SecretsCap::new(&setup.job, setup.secrets.clone()),
-            http: HttpCap::new(
-                &setup.job,
-                g.http.clone(),
-                lim.http_body,
-                self.inner.http.clone(),
-                setup.secrets.clone(),
-                setup.log.clone(),
-            ),
-            shell: ShellCap::new(
-                &setup.job,
-                shell_grant.clone(),
-                lim.output,
-                setup.secrets.clone(),
-                setup.log.clone(),
-            ),
-            storage: StorageCap::new(
-                &setup.job,
-                setup.storage.clone(),
-                shell_grant,
-                lim.output,
-                setup.secrets.clone(),
-                setup.log.clone(),
-            ),
-            functions: with_functions.then(|| FunctionsCap::new(self.clone(), setup.clone())),
+            capabilities: Capabilities::prepare(run, &host)?,
         };
         let mut store = Store::new(&self.inner.engine, data);
         store.limiter(|d| &mut d.limiter);
@@ -476,12 +388,9 @@ impl Runtime {
     pub async fn describe(
         &self,
         module: &LoadedModule,
-        setup: RunSetup,
+        run: RunContext,
     ) -> Result<Description, RunError> {
-        let with_functions = module.kind == ModuleKind::Task;
-        let mut store = self
-            .new_store(&setup, with_functions)
-            .map_err(RunError::Host)?;
+        let mut store = self.new_store(&run).map_err(RunError::Host)?;
         let work = async {
             match &module.pre {
                 Pre::Task(pre) => {
@@ -498,7 +407,7 @@ impl Runtime {
         finish(&mut store, DESCRIBE_TIMEOUT, out)
     }
 
-    /// Run `op` of a task module with `context` under the limits of `setup`.
+    /// Run `op` of a task module with `context` under the limits of `run`.
     /// Returns the task's JSON result.
     ///
     /// # Errors
@@ -507,8 +416,8 @@ impl Runtime {
         &self,
         module: &LoadedModule,
         op: TaskOp,
-        context: bindings::task::cairn::plugin::types::Context,
-        setup: RunSetup,
+        context: Context,
+        run: RunContext,
     ) -> Result<String, RunError> {
         let Pre::Task(pre) = &module.pre else {
             return Err(RunError::Host(anyhow::anyhow!(
@@ -516,8 +425,8 @@ impl Runtime {
                 module.label
             )));
         };
-        let timeout = setup.limits.timeout;
-        let mut store = self.new_store(&setup, true).map_err(RunError::Host)?;
+        let timeout = run.limits.timeout;
+        let mut store = self.new_store(&run).map_err(RunError::Host)?;
         let work = async {
             let t: Task = pre.instantiate_async(&mut store).await?;
             match op {
@@ -539,7 +448,7 @@ impl Runtime {
         &self,
         module: &LoadedModule,
         params: &str,
-        setup: RunSetup,
+        run: RunContext,
     ) -> Result<String, RunError> {
         let Pre::Function(pre) = &module.pre else {
             return Err(RunError::Host(anyhow::anyhow!(
@@ -547,8 +456,8 @@ impl Runtime {
                 module.label
             )));
         };
-        let timeout = setup.limits.timeout;
-        let mut store = self.new_store(&setup, false).map_err(RunError::Host)?;
+        let timeout = run.limits.timeout;
+        let mut store = self.new_store(&run).map_err(RunError::Host)?;
         let work = async {
             let f: Function = pre.instantiate_async(&mut store).await?;
             f.call_call(&mut store, &params.to_string()).await
@@ -608,26 +517,29 @@ impl RunData {
     }
 }
 
-fn add_capabilities(linker: &mut Linker<RunData>) -> anyhow::Result<()> {
-    use bindings::task::cairn::plugin as p;
-    wasmtime_wasi::p2::add_to_linker_async(linker)?;
-    p::types::add_to_linker::<RunData, HasSelf<TimeCap>>(linker, |d| &mut d.time)?;
-    p::log::add_to_linker::<RunData, HasSelf<LogCap>>(linker, |d| &mut d.log)?;
-    p::progress::add_to_linker::<RunData, HasSelf<ProgressCap>>(linker, |d| &mut d.progress)?;
-    p::time::add_to_linker::<RunData, HasSelf<TimeCap>>(linker, |d| &mut d.time)?;
-    p::state::add_to_linker::<RunData, HasSelf<StateCap>>(linker, |d| &mut d.state)?;
-    p::secrets::add_to_linker::<RunData, HasSelf<SecretsCap>>(linker, |d| &mut d.secrets)?;
-    p::http::add_to_linker::<RunData, HasSelf<HttpCap>>(linker, |d| &mut d.http)?;
-    p::shell::add_to_linker::<RunData, HasSelf<ShellCap>>(linker, |d| &mut d.shell)?;
-    p::storage::add_to_linker::<RunData, HasSelf<StorageCap>>(linker, |d| &mut d.storage)?;
-    Ok(())
+#[async_trait::async_trait]
+impl FunctionHost for Runtime {
+    async fn call_function(
+        &self,
+        module: &ModuleRef,
+        params: &str,
+        run: RunContext,
+    ) -> Result<String, CallError> {
+        let loaded = self
+            .load(module)
+            .await
+            .map_err(|e| CallError::Host(format!("{e:#}")))?;
+        match Runtime::call_function(self, &loaded, params, run).await {
+            Ok(out) => Ok(out),
+            Err(RunError::Module(e)) => Err(CallError::Module(e)),
+            Err(other) => Err(CallError::Host(other.to_string())),
+        }
+    }
 }
 
-impl bindings::task::cairn::plugin::types::Host for TimeCap {}
-
-fn read_module(source: &ModuleSource) -> Result<(String, Vec<u8>), LoadError> {
-    match source {
-        ModuleSource::Builtin(name) => {
+fn read_module(module: &ModuleRef) -> Result<(String, Vec<u8>), LoadError> {
+    match module {
+        ModuleRef::Builtin { id: name, .. } => {
             let b = builtins::find(name).ok_or_else(|| LoadError::UnknownBuiltin {
                 name: name.clone(),
                 available: builtins::all()
@@ -638,7 +550,7 @@ fn read_module(source: &ModuleSource) -> Result<(String, Vec<u8>), LoadError> {
             })?;
             Ok((format!("builtin:{name}"), b.wasm.to_vec()))
         }
-        ModuleSource::File(path) => {
+        ModuleRef::File { path, .. } => {
             let label = path.display().to_string();
             let bytes = std::fs::read(path).map_err(|source| LoadError::Read {
                 what: label.clone(),
@@ -646,7 +558,9 @@ fn read_module(source: &ModuleSource) -> Result<(String, Vec<u8>), LoadError> {
             })?;
             Ok((label, bytes))
         }
-        ModuleSource::Pipeline(key) => Err(LoadError::Pipeline { what: key.clone() }),
+        ModuleRef::Pipeline(p) => Err(LoadError::Pipeline {
+            what: p.to_string(),
+        }),
     }
 }
 
@@ -710,15 +624,4 @@ fn start_ticker(engine: &Engine) -> Arc<()> {
         })
         .expect("spawn epoch ticker");
     token
-}
-
-/// Default compile-cache directory helper for callers without a config.
-pub fn default_cache_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x).join("cairn");
-    }
-    if let Some(h) = std::env::var_os("HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(h).join(".cache").join("cairn");
-    }
-    PathBuf::from(".cairn").join("cache")
 }

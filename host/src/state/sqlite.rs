@@ -9,7 +9,7 @@
 
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, Type, ValueRef};
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, ffi, params};
@@ -18,6 +18,7 @@ use super::{
     JobState, LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateError, StateStore,
     Trigger, new_run_id,
 };
+use crate::sys::now_ms;
 
 /// How many log lines a run keeps before later ones are only counted.
 pub const DEFAULT_LOG_CAP: usize = 10_000;
@@ -216,6 +217,8 @@ fn failure(code: std::ffi::c_int, message: String) -> rusqlite::Error {
 /// process's start in clock ticks since boot (so a reused pid is not mistaken
 /// for the original process).
 mod owner {
+    use crate::sys::hostname;
+
     /// The owner string of this process.
     pub fn this_process() -> String {
         let pid = std::process::id();
@@ -239,12 +242,6 @@ mod owner {
         start_time(pid).is_some_and(|s| s == start)
     }
 
-    fn hostname() -> String {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "localhost".to_owned())
-    }
-
     /// Field 22 of `/proc/PID/stat`: start time in clock ticks since boot.
     fn start_time(pid: u32) -> Option<u64> {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -252,13 +249,6 @@ mod owner {
         let after = &stat[stat.rfind(')')? + 2..];
         after.split_whitespace().nth(19)?.parse().ok()
     }
-}
-
-/// Milliseconds since the Unix epoch (0 if the clock is before it).
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// SQLite integers are signed 64-bit; saturate larger byte counts.

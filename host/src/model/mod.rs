@@ -1,0 +1,28 @@
+//! The vocabulary the whole host speaks: plain types for modules, grants,
+//! limits, secrets, origins, the repository, schedules, runs and webhooks.
+//!
+//! This is the bottom layer: it imports nothing else from the crate (the
+//! architecture test in `tests/e2e/architecture.rs` keeps that true). The
+//! config produces these types, and every other layer names them instead of
+//! defining its own. Parsing the TOML file and checking it is `config`'s job;
+//! enforcing a grant is the capability's.
+
+pub mod grants;
+pub mod limits;
+pub mod module;
+pub mod notify;
+pub mod origin;
+pub mod repository;
+pub mod run;
+pub mod schedule;
+pub mod secret;
+
+pub use grants::{Access, GrantedProgram, Grants, SecretGrant};
+pub use limits::Limits;
+pub use module::{Digest, ModuleKind, ModuleRef, PipelineRef};
+pub use notify::{Event, Template, Webhook};
+pub use origin::{OriginPattern, origin_of};
+pub use repository::{RepositorySettings, Retention};
+pub use run::{RunKind, RunStatus, Trigger};
+pub use schedule::{Concurrency, FireAction, Missed, Retries, Schedule, ScheduleError};
+pub use secret::{SecretReadError, SecretSource};
