@@ -2,13 +2,19 @@
 # Cairn quick start: builds Cairn, backs up examples/quickstart/sample into a
 # local restic-format repository, lists the snapshot, restores it elsewhere and
 # checks the copy byte for byte. Needs only rustup and cargo.
+#
+# CAIRN_BIN=path/to/cairn skips the build and uses that binary;
+# QUICKSTART_WORK=DIR puts the config, repository and restore there instead
+# of examples/quickstart/.cairn (the end-to-end tests use both).
 set -euo pipefail
 cd "$(dirname "$0")"
 export CAIRN_PASSWORD="${CAIRN_PASSWORD:-quickstart}"
 here=$(pwd)
-work=examples/quickstart/.cairn
-config=$work/cairn.toml
+work=${QUICKSTART_WORK:-examples/quickstart/.cairn}
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
+config=$work/cairn.toml
+sample=$here/examples/quickstart/sample
 
 # The job's config (paths are absolute: task params are passed to the module as they are).
 cat >"$config" <<TOML
@@ -26,19 +32,23 @@ path = "state.db"                   # run history and job state (SQLite)
 # Built-in Task module: adds each directory to the run's snapshot as a restic
 # tree (modes, times, symlinks kept); restores into \`target\`.
 task = "builtin:directory"
-params = { paths = ["$here/examples/quickstart/sample"], target = "$here/$work/restored" }
+params = { paths = ["$sample"], target = "$work/restored" }
 retention = { keep-last = 3 }
 timeout = "10m"
 memory = "64MiB"
 
 # Deny by default: read the sample, write the restore target, nothing else.
 [jobs.sample.allow]
-paths = { "$here/examples/quickstart/sample" = "read", "$here/$work/restored" = "read-write" }
+paths = { "$sample" = "read", "$work/restored" = "read-write" }
 TOML
 
-echo "== building cairn (release; the first build takes a few minutes)"
-cargo build --release -p cairn
-cairn=target/release/cairn
+if [ -n "${CAIRN_BIN:-}" ]; then
+  cairn=$CAIRN_BIN
+else
+  echo "== building cairn (release; the first build takes a few minutes)"
+  cargo build --release -p cairn
+  cairn=${CARGO_TARGET_DIR:-target}/release/cairn
+fi
 
 echo "== backing up examples/quickstart/sample"
 "$cairn" -c "$config" backup sample
@@ -51,7 +61,7 @@ rm -rf "$work/restored"
 "$cairn" -c "$config" restore sample
 
 echo "== comparing the restored copy with the original"
-diff -r --no-dereference examples/quickstart/sample "$work/restored"
+diff -r --no-dereference "$sample" "$work/restored"
 echo "identical: every file, mode, symlink and directory came back"
 
 cat <<MSG

@@ -409,3 +409,61 @@ async fn alien4cloud_example_starts_the_application_again_when_the_restore_fails
     );
     Ok(())
 }
+
+/// The README's first command: `./quickstart.sh` as written, with the test
+/// build of `cairn` instead of a release build and its files in a scratch
+/// directory. It backs up the sample, restores it, compares the copy byte for
+/// byte; then restic reads the repository it made.
+#[test]
+fn quickstart_script_backs_up_and_restores_the_sample() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let work = scratch.path("quickstart");
+    let mut command = std::process::Command::new("bash");
+    command
+        .arg(workspace_root().join("quickstart.sh"))
+        .env("CAIRN_BIN", crate::support::cairn_bin())
+        .env("QUICKSTART_WORK", &work)
+        .env("CAIRN_PASSWORD", "quickstart")
+        .env("XDG_CACHE_HOME", crate::support::cli_xdg_cache_home())
+        .env("CAIRN_LOG", "warn");
+    let out = crate::support::run_with_timeout(command, std::time::Duration::from_secs(300))?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(
+        out.status.success(),
+        "quickstart.sh failed ({:?})\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
+        out.status
+    );
+    assert!(
+        stdout.contains("identical: every file, mode, symlink and directory came back"),
+        "{stdout}"
+    );
+    assert!(
+        work.join("restored").join("README.txt").is_file(),
+        "nothing restored in {}",
+        work.display()
+    );
+    let mut restic = std::process::Command::new("restic");
+    restic
+        .arg("-r")
+        .arg(work.join("repository"))
+        .args(["snapshots", "--json", "--no-cache"])
+        .env("RESTIC_PASSWORD", "quickstart")
+        .env_remove("RESTIC_REPOSITORY")
+        .env_remove("RESTIC_PASSWORD_FILE");
+    let snapshots = crate::support::run_with_timeout(restic, std::time::Duration::from_secs(120))?;
+    anyhow::ensure!(
+        snapshots.status.success(),
+        "restic snapshots failed: {}",
+        String::from_utf8_lossy(&snapshots.stderr)
+    );
+    let list: Value = serde_json::from_slice(&snapshots.stdout)?;
+    let tags = list
+        .as_array()
+        .and_then(|l| l.first())
+        .and_then(|s| s["tags"].as_array())
+        .cloned()
+        .unwrap_or_default();
+    assert!(tags.contains(&json!("job:sample")), "{list}");
+    Ok(())
+}

@@ -2,6 +2,7 @@
 //! loopback HTTP server, the real `cairn` binary. One test binary; each module
 //! covers one area.
 
+mod architecture;
 mod cli;
 mod daemon;
 mod elasticsearch;

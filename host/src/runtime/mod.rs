@@ -61,7 +61,7 @@ pub enum LoadError {
         /// Names available.
         available: String,
     },
-    /// A pipeline task, which the host runs itself (see `crate::pipeline`).
+    /// A pipeline task, which the runner runs step by step.
     #[error("{what} is a pipeline, not a WebAssembly module")]
     Pipeline {
         /// Pipeline label.
