@@ -141,14 +141,18 @@ pub fn restore_to_command(name: &str, command: &Command) -> Result<Output> {
     Ok(Output::from_wit(output, command.program()))
 }
 
-/// Restore tree artifact `name` under the granted directory `target`.
+/// Restore tree artifact `name` under the granted directory `target`
+/// (created if missing). Unless `overwrite`, a target that has entries is
+/// refused; with it, restored entries replace what is there and other
+/// entries stay. Symlinks in the target are replaced, never followed.
 ///
 /// # Errors
 ///
-/// `denied` for a target the job does not grant, `not-found` for a missing
-/// artifact, `failed` for I/O errors.
-pub fn restore_tree(name: &str, target: &str) -> Result<Artifact> {
-    wit::restore_tree(name, target).map_err(Error::from_wit)
+/// `denied` for a target the job does not grant (or one reached through a
+/// symlink), `invalid` for a non-empty target without `overwrite`,
+/// `not-found` for a missing artifact, `failed` for I/O errors.
+pub fn restore_tree(name: &str, target: &str, overwrite: bool) -> Result<Artifact> {
+    wit::restore_tree(name, target, overwrite).map_err(Error::from_wit)
 }
 
 /// A stream artifact being written; implements [`std::io::Write`] (writes

@@ -62,6 +62,32 @@ pub fn default_cache_dir_here() -> PathBuf {
     )
 }
 
+/// Where the key that authenticates the compile cache's entries is kept:
+/// beside the cache directory, not in it (`~/.cache/cairn.key` for
+/// `~/.cache/cairn`).
+#[must_use]
+pub fn cache_key_path(cache_dir: &Path) -> PathBuf {
+    let name = cache_dir
+        .file_name()
+        .map_or_else(|| OsString::from("cairn"), ToOwned::to_owned);
+    let mut key = name;
+    key.push(".key");
+    cache_dir.with_file_name(key)
+}
+
+/// `path` with symlinks resolved as far as it exists: the canonical form of
+/// its deepest existing ancestor, joined with the rest.
+#[must_use]
+pub fn canonical_lossy(path: &Path) -> PathBuf {
+    if let Ok(canonical) = std::fs::canonicalize(path) {
+        return canonical;
+    }
+    match (path.parent(), path.file_name()) {
+        (Some(parent), Some(name)) if parent != path => canonical_lossy(parent).join(name),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Remove `.` and resolve `..` lexically (no filesystem access): `/a/./b/../c`
 /// is `/a/c`, and `/..` is `/`.
 #[must_use]

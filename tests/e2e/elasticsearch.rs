@@ -117,12 +117,18 @@ impl Cluster {
     fn config(&self, params: &str) -> String {
         let mut params = format!("url = {:?}, {params}", self.url);
         let mut secrets = String::new();
+        let bind = |name: &str| {
+            format!(
+                "secrets.{name} = {{ header = \"Authorization\", origins = [{:?}] }}\n",
+                self.origin()
+            )
+        };
         if self.auth.is_some() && !params.contains("secret") {
             params.push_str(&format!(", authorization-secret = {AUTH_SECRET:?}"));
-            secrets = format!("secrets = [{AUTH_SECRET:?}]\n");
+            secrets = bind(AUTH_SECRET);
         }
         if params.contains("password-secret") {
-            secrets = "secrets = [\"ES_PASSWORD\"]\n".to_owned();
+            secrets = bind("ES_PASSWORD");
         }
         format!(
             "[repository]\npath = \"repo\"\npassword-env = \"{PASSWORD_ENV}\"\n\n[state]\npath = \"state.db\"\n\n\

@@ -177,7 +177,13 @@ impl Setup {
             }
             (Auth::Default, None) => {}
         }
-        let mut allow = format!("http = [{:?}]\nsecrets = {granted:?}\n", cluster.url);
+        let mut allow = format!("http = [{:?}]\n", cluster.url);
+        for name in &granted {
+            allow.push_str(&format!(
+                "secrets.{name} = {{ header = \"Authorization\", origins = [{:?}] }}\n",
+                origin_of_url(&cluster.url)
+            ));
+        }
         if let Some(path) = all.get("archive-path").and_then(Value::as_str) {
             allow.push_str(&format!("paths = {{ {path:?} = \"read-write\" }}\n"));
         }
@@ -521,7 +527,10 @@ fn wrong_credentials_fail_clearly_and_right_ones_work() -> anyhow::Result<()> {
     let mut client = es;
     client.auth = Some(format!(
         "Basic {}",
-        cairn::capabilities::secrets::base64(b"elastic:s3cret-Passw0rd")
+        cairn::capabilities::redact::base64(
+            b"elastic:s3cret-Passw0rd",
+            cairn::capabilities::redact::Alphabet::Standard
+        )
     ));
     client.seed(&client.name("logs"), 4)?;
     let report = right.backup()?;
@@ -529,7 +538,10 @@ fn wrong_credentials_fail_clearly_and_right_ones_work() -> anyhow::Result<()> {
     let log = right.cairn(&["runs", "show", &run])?;
     log.expect_code(0)?;
     assert!(!log.stdout.contains("s3cret-Passw0rd"), "{log}");
-    let encoded = cairn::capabilities::secrets::base64(b"elastic:s3cret-Passw0rd");
+    let encoded = cairn::capabilities::redact::base64(
+        b"elastic:s3cret-Passw0rd",
+        cairn::capabilities::redact::Alphabet::Standard,
+    );
     assert!(!log.stdout.contains(&encoded), "{log}");
     Ok(())
 }
@@ -563,4 +575,15 @@ fn restore_over_an_existing_open_index_needs_delete_existing() -> anyhow::Result
     assert_eq!(restored["deleted"], json!([logs]), "{restored}");
     assert_eq!(es.sources(&logs)?, before);
     Ok(())
+}
+
+/// `scheme://host:port` of `url`, as an `allow.http` entry writes it.
+fn origin_of_url(url: &str) -> String {
+    let parsed = url::Url::parse(url).expect("the cluster URL parses");
+    format!(
+        "{}://{}:{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default(),
+        parsed.port_or_known_default().unwrap_or(0)
+    )
 }

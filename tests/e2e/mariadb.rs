@@ -366,7 +366,8 @@ fn mariadb_backup_with_a_wrong_password_fails_naming_the_denial_and_commits_noth
         "[secrets.MARIA_PW]\nenv = \"CAIRN_TEST_MARIA_PW\"\n\n\
          [jobs.maria]\ntask = \"builtin:mariadb\"\n\
          params = { database = \"test\", user = \"root\", password-secret = \"MARIA_PW\" }\n\n\
-         [jobs.maria.allow]\ncommands = [\"mariadb-dump\", \"mariadb\"]\nsecrets = [\"MARIA_PW\"]\n",
+         [jobs.maria.allow]\ncommands = [\"mariadb-dump\", \"mariadb\"]\n\
+         secrets.MARIA_PW = { env = \"MYSQL_PWD\", programs = [\"mariadb-dump\", \"mariadb\"] }\n",
     ))?;
     cairn_ok(&scratch, &["init"])?;
     let before = snapshot_count(&scratch)?;

@@ -301,7 +301,11 @@ fn header_secret_config(var: &str, server: &TestServer) -> String {
         job(
             "injects",
             "",
-            &format!("{http}\nsecrets = [\"API_TOKEN\"]\nfunctions = [\"http-request\"]"),
+            &format!(
+                "{http}\nsecrets.API_TOKEN = {{ header = \"Authorization\", origins = [{}] }}\n\
+                 functions = [\"http-request\"]",
+                toml_str(&server.url)
+            ),
         ),
         job("ungranted", "", &http),
     ]
@@ -443,7 +447,7 @@ async fn placeholder_for_a_secret_not_granted_is_denied_before_sending() -> anyh
         &[
             "backup of job `ungranted`: denied: ",
             "secret `API_TOKEN` is not granted to job `ungranted`",
-            "`allow.secrets`",
+            "`allow.secrets.API_TOKEN`",
         ],
     );
     assert!(server.seen().is_empty(), "{:?}", server.seen());
@@ -463,7 +467,11 @@ async fn reading_a_secret_value_needs_readable_secrets() -> anyhow::Result<()> {
                 toml_str(&file.display().to_string())
             ),
             job("none", "", ""),
-            job("injector", "", r#"secrets = ["DB_PASSWORD"]"#),
+            job(
+                "injector",
+                "",
+                "commands = [\"sh\"]\nsecrets.DB_PASSWORD = { env = \"PGPASSWORD\", programs = [\"sh\"] }",
+            ),
             job("reader", "", r#"readable-secrets = ["DB_PASSWORD"]"#),
         ]
         .concat(),
@@ -477,7 +485,7 @@ async fn reading_a_secret_value_needs_readable_secrets() -> anyhow::Result<()> {
             &[
                 &format!("backup of job `{job}`: denied: "),
                 &format!("reading secret `DB_PASSWORD` is not granted to job `{job}`"),
-                "`allow.readable-secrets`",
+                "`readable = true`",
             ],
         );
         assert!(!error.contains(&password));
@@ -568,11 +576,15 @@ async fn granted_program_reports_its_exit_code_and_outputs() -> anyhow::Result<(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_start_with_only_the_environment_the_guest_sets() -> anyhow::Result<()> {
-    // The host itself has these, so their absence below means they were cleared.
-    assert!(std::env::var_os("PATH").is_some());
+async fn commands_start_with_the_base_and_the_declared_environment_only() -> anyhow::Result<()> {
+    // The host itself has HOME, so its absence below means it was cleared.
+    assert!(std::env::var_os("HOME").is_some());
     let scratch = Scratch::new()?;
-    let runner = scratch.runner(&job("shell", "", r#"commands = ["sh"]"#))?;
+    let runner = scratch.runner(&job(
+        "shell",
+        "",
+        r#"commands = { sh = { env = ["CAIRN_GUEST_VAR"] } }"#,
+    ))?;
     let result = succeeded(
         &backup(
             &runner,
@@ -590,18 +602,18 @@ async fn commands_start_with_only_the_environment_the_guest_sets() -> anyhow::Re
     let stdout = result["stdout"].as_str().context("stdout is text")?;
     let vars: Vec<&str> = stdout.lines().collect();
     assert!(vars.contains(&"CAIRN_GUEST_VAR=from the guest"), "{vars:?}");
-    // The shell exports PWD itself; nothing else may be there.
+    // The host sets PATH and LANG, the shell exports PWD (and may add
+    // SHLVL and `_`); nothing else may be there.
     for var in &vars {
         assert!(
-            var.starts_with("CAIRN_GUEST_VAR=") || var.starts_with("PWD="),
+            ["CAIRN_GUEST_VAR=", "PWD=", "PATH=", "LANG=", "SHLVL=", "_="]
+                .iter()
+                .any(|p| var.starts_with(p)),
             "unexpected variable in the command's environment: {var} (all: {vars:?})"
         );
     }
-    assert!(
-        !vars
-            .iter()
-            .any(|v| v.starts_with("PATH=") || v.starts_with("HOME="))
-    );
+    assert!(vars.contains(&"LANG=C.UTF-8"), "{vars:?}");
+    assert!(!vars.iter().any(|v| v.starts_with("HOME=")), "{vars:?}");
     Ok(())
 }
 
@@ -639,7 +651,7 @@ async fn command_timeout_kills_its_whole_process_group() -> anyhow::Result<()> {
         &[
             "backup of job `shell`: limit: ",
             "`sh` did not finish within 2s",
-            "its process group was killed",
+            "it was killed with every process it started",
         ],
     );
     assert!(elapsed < Duration::from_secs(15), "took {elapsed:?}");

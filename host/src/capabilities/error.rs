@@ -83,6 +83,20 @@ pub fn describe(e: &WitError) -> String {
     }
 }
 
+/// `e` with every secret form in its message replaced.
+#[must_use]
+pub fn redacted(redactor: &super::redact::Redactor, e: WitError) -> WitError {
+    let r = |m: String| redactor.redact(&m);
+    match e {
+        WitError::Denied(m) => WitError::Denied(r(m)),
+        WitError::Invalid(m) => WitError::Invalid(r(m)),
+        WitError::NotFound(m) => WitError::NotFound(r(m)),
+        WitError::Limit(m) => WitError::Limit(r(m)),
+        WitError::Unsupported(m) => WitError::Unsupported(r(m)),
+        WitError::Failed(m) => WitError::Failed(r(m)),
+    }
+}
+
 /// `e` with `prefix: ` before its message, same variant.
 #[must_use]
 pub fn prefixed(prefix: &str, e: WitError) -> WitError {

@@ -94,6 +94,10 @@ impl Capability for FunctionsCap {
             run: run.clone(),
         })
     }
+
+    fn redactor(&self) -> Option<&super::redact::Redactor> {
+        Some(self.run.log.redactor())
+    }
 }
 
 impl FunctionsCap {
@@ -119,7 +123,12 @@ impl FunctionsCap {
             .call_function(&module, &params, self.run.clone())
             .await
         {
-            Ok(out) => Ok(out),
+            // The Function ran with the job's secrets: what it returns is
+            // cleaned like anything else flowing back to a module.
+            Ok(out) => match serde_json::from_str::<serde_json::Value>(&out) {
+                Ok(value) => Ok(self.run.log.redactor().redact_json(value).to_string()),
+                Err(_) => Ok(self.run.log.redactor().redact(&out)),
+            },
             Err(CallError::Module(e)) => Err(prefixed(&format!("function `{name}`"), e).into()),
             Err(CallError::Host(message)) => {
                 Err(WitError::Failed(format!("function `{name}`: {message}")).into())

@@ -2,11 +2,15 @@
 //!
 //! The grant is a list of [`OriginPattern`]s (`scheme://host:port`, host may
 //! start with `*.`). Redirects are followed by hand, each hop checked against
-//! the grant. Header values may contain `{{secret:NAME}}`,
+//! the grant; a hop to another origin drops `Authorization`, `Cookie`,
+//! `Proxy-Authorization` and every header that carried a secret (as curl
+//! does). Header values may contain `{{secret:NAME}}`,
 //! `{{secret-base64:NAME}}` or `{{secret-basic:USER:NAME}}` (for
-//! `Authorization: Basic …`; see [`crate::capabilities::secrets`]),
-//! substituted here and never shown to the guest or written to logs; the
-//! encoded forms are redacted too. Bodies are capped.
+//! `Authorization: Basic …`; see [`crate::capabilities::secrets`]) where the
+//! secret is bound to that header of that origin. A module may not set
+//! `Host` or the headers that frame a request. Response headers and bodies
+//! are capped and cleaned of every form of every secret before the module
+//! sees them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,9 +23,10 @@ use super::bindings::interfaces::http::{
     self, Header, Host, HostPending, Method, Request, Response,
 };
 use super::log::RunLog;
-use super::secrets::SecretValues;
+use super::redact::Redactor;
+use super::secrets::{Destination, SecretValues};
 use super::{Capability, HostError, HostResult, HostShared, RunContext, WitError, grants_phrase};
-use crate::model::{OriginPattern, origin_of};
+use crate::model::{OriginPattern, origin_of, reserved_header};
 use crate::units::{format_duration, format_size};
 
 /// Default timeout of one request when the guest sets none.
@@ -88,6 +93,14 @@ pub enum HttpError {
     /// Too many requests started and not dropped.
     #[error("more than {MAX_PENDING} requests started and not yet dropped")]
     TooManyPending,
+    /// A header the host sets itself.
+    #[error("header `{name}` cannot be set by a module: {why}")]
+    ReservedHeader {
+        /// The header.
+        name: String,
+        /// Why.
+        why: &'static str,
+    },
     /// A secret placeholder in a header could not be filled in.
     #[error("{}", super::describe(.0))]
     Secret(WitError),
@@ -100,9 +113,9 @@ impl From<HttpError> for WitError {
     fn from(e: HttpError) -> Self {
         match e {
             HttpError::Secret(e) => e,
-            HttpError::NotGranted { .. } | HttpError::RedirectRefused { .. } => {
-                Self::Denied(e.to_string())
-            }
+            HttpError::NotGranted { .. }
+            | HttpError::RedirectRefused { .. }
+            | HttpError::ReservedHeader { .. } => Self::Denied(e.to_string()),
             HttpError::Invalid(_) => Self::Invalid(e.to_string()),
             HttpError::TimedOut { .. }
             | HttpError::BodyTooLarge { .. }
@@ -148,6 +161,7 @@ struct Sender {
     body_cap: u64,
     client: reqwest::Client,
     secrets: Arc<SecretValues>,
+    redactor: Arc<Redactor>,
     log: RunLog,
 }
 
@@ -171,11 +185,16 @@ impl Capability for HttpCap {
                 body_cap: run.limits.http_body,
                 client: host.http.clone(),
                 secrets: run.secrets.clone(),
+                redactor: run.log.redactor_arc(),
                 log: run.log.clone(),
             }),
             table: ResourceTable::new(),
             pending: Arc::new(()),
         })
+    }
+
+    fn redactor(&self) -> Option<&Redactor> {
+        Some(&self.sender.redactor)
     }
 }
 
@@ -200,16 +219,29 @@ impl Sender {
             )));
         }
         let mut headers = reqwest::header::HeaderMap::new();
+        // Headers that carry a secret: dropped when a redirect changes origin.
+        let mut secret_bearing = Vec::new();
+        self.check(&url)?;
         for Header { name, value } in &req.headers {
-            let value = self
+            if let Some(why) = reserved_header(name) {
+                return Err(HttpError::ReservedHeader {
+                    name: name.clone(),
+                    why,
+                });
+            }
+            let to = Destination::Header { url: &url, name };
+            let (value, carries_secret) = self
                 .secrets
-                .substitute(&self.job, value)
+                .substitute(&self.job, value, to)
                 .map_err(HttpError::Secret)?;
             let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
                 .map_err(|e| HttpError::Invalid(format!("header name `{name}`: {e}")))?;
             let mut value = reqwest::header::HeaderValue::from_str(&value)
                 .map_err(|e| HttpError::Invalid(format!("header `{name}` value: {e}")))?;
             value.set_sensitive(true);
+            if carries_secret {
+                secret_bearing.push(name.clone());
+            }
             headers.append(name, value);
         }
         let timeout = req
@@ -255,6 +287,19 @@ impl Sender {
                         refusal: Box::new(refusal),
                     });
                 }
+                if origin_of(&next) != origin_of(&url) {
+                    // Credentials stay with the origin they were meant for.
+                    for name in [
+                        reqwest::header::AUTHORIZATION,
+                        reqwest::header::COOKIE,
+                        reqwest::header::PROXY_AUTHORIZATION,
+                    ]
+                    .iter()
+                    .chain(&secret_bearing)
+                    {
+                        headers.remove(name);
+                    }
+                }
                 // 303 (and 301/302 for non-GET, as browsers do) switch to GET without a body.
                 if status == reqwest::StatusCode::SEE_OTHER
                     || (matches!(status.as_u16(), 301 | 302) && method != reqwest::Method::HEAD)
@@ -270,7 +315,7 @@ impl Sender {
                 .iter()
                 .map(|(k, v)| Header {
                     name: k.as_str().to_string(),
-                    value: String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                    value: self.redactor.redact(&String::from_utf8_lossy(v.as_bytes())),
                 })
                 .collect();
             let too_big = || HttpError::BodyTooLarge {
@@ -308,7 +353,7 @@ impl Sender {
             return Ok(Response {
                 status: status.as_u16(),
                 headers: resp_headers,
-                body: collected,
+                body: self.redactor.redact_bytes(&collected),
             });
         }
         Err(HttpError::Failed(format!(

@@ -1,51 +1,36 @@
 //! `cairn:plugin/log`: guest log lines into `tracing` and the run record.
 //!
 //! [`RunLog`] is the per-run log shared by every capability (and the captured
-//! guest stdout/stderr). It redacts every secret value known to the run before
-//! a line is stored or printed, and keeps at most [`MAX_LINES`] lines in memory.
+//! guest stdout/stderr). It redacts every secret value known to the run
+//! before a line is stored or printed, cuts a line longer than the job's
+//! `log-line-limit`, and keeps at most [`MAX_LINES`] lines and `log-limit`
+//! bytes: later lines are counted, not kept (nor printed).
 
 use std::sync::{Arc, Mutex};
 
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::interfaces::log::{self, Field, Host, Level};
+use super::redact::Redactor;
 use super::{Capability, HostShared, RunContext};
+use crate::model::Limits;
 use crate::state::LogLine;
 use crate::sys::now_ms;
 
 /// Lines kept in memory per run; later lines are counted, not kept.
 pub const MAX_LINES: usize = 10_000;
 
-/// Replaces secret values with `***`.
-#[derive(Debug, Default)]
-pub struct Redactor {
-    values: Vec<String>,
-}
-
-impl Redactor {
-    /// A redactor for these secret values (empty values are ignored).
-    pub fn new(values: impl IntoIterator<Item = String>) -> Self {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
-        // Longest first, so a secret containing another is redacted whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        Self { values }
-    }
-
-    /// `text` with every secret value replaced by `***`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), "***");
-            }
-        }
-        out
-    }
-}
-
 struct Inner {
     lines: Vec<LogLine>,
+    bytes: u64,
     dropped: usize,
+}
+
+/// How much of a log a run keeps.
+#[derive(Debug, Clone, Copy)]
+struct Caps {
+    line: usize,
+    bytes: u64,
 }
 
 /// The log of one run: shared, cheap to clone.
@@ -54,18 +39,24 @@ pub struct RunLog {
     job: Arc<str>,
     run_id: Arc<str>,
     redactor: Arc<Redactor>,
+    caps: Caps,
     inner: Arc<Mutex<Inner>>,
 }
 
 impl RunLog {
-    /// An empty log for run `run_id` of `job`.
-    pub fn new(job: &str, run_id: &str, redactor: Arc<Redactor>) -> Self {
+    /// An empty log for run `run_id` of `job`, within `limits`.
+    pub fn new(job: &str, run_id: &str, redactor: Arc<Redactor>, limits: &Limits) -> Self {
         Self {
             job: job.into(),
             run_id: run_id.into(),
             redactor,
+            caps: Caps {
+                line: usize::try_from(limits.log_line).unwrap_or(usize::MAX),
+                bytes: limits.log_bytes,
+            },
             inner: Arc::new(Mutex::new(Inner {
                 lines: Vec::new(),
+                bytes: 0,
                 dropped: 0,
             })),
         }
@@ -76,13 +67,43 @@ impl RunLog {
         &self.redactor
     }
 
-    /// Record a line (redacted) and emit it through `tracing`.
+    /// The run's redactor, shared.
+    pub fn redactor_arc(&self) -> Arc<Redactor> {
+        self.redactor.clone()
+    }
+
+    /// Record a line (cut, redacted) and emit it through `tracing`, unless
+    /// the run's log is full (then it is only counted).
     pub fn push(&self, level: &str, message: &str, fields: &[(String, String)]) {
-        let message = self.redactor.redact(message);
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| (k.clone(), self.redactor.redact(v)))
-            .collect();
+        let size = message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>();
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let kept = size.min(self.caps.line) as u64;
+            if inner.lines.len() >= MAX_LINES || inner.bytes + kept > self.caps.bytes {
+                inner.dropped += 1;
+                return;
+            }
+            inner.bytes += kept;
+        }
+        // Cut first (never mid-character), then redact: a secret cut in two
+        // is still masked at the cut.
+        let mut budget = self.caps.line;
+        let mut cut = |text: &str| -> String {
+            let keep = floor_char_boundary(text, budget);
+            budget -= keep;
+            if keep < text.len() {
+                let kept = self.redactor.redact_cut(&text.as_bytes()[..keep]);
+                format!(
+                    "{}… ({} more bytes cut)",
+                    String::from_utf8_lossy(&kept),
+                    text.len() - keep
+                )
+            } else {
+                self.redactor.redact(text)
+            }
+        };
+        let message = cut(message);
+        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (cut(k), cut(v))).collect();
         let rendered = if fields.is_empty() {
             message.clone()
         } else {
@@ -97,17 +118,12 @@ impl RunLog {
             "debug" => tracing::debug!(target: "cairn::guest", job, run, "{rendered}"),
             _ => tracing::trace!(target: "cairn::guest", job, run, "{rendered}"),
         }
-        let mut inner = self.inner.lock().unwrap();
-        if inner.lines.len() < MAX_LINES {
-            inner.lines.push(LogLine {
-                at_ms: now_ms(),
-                level: level.to_string(),
-                message,
-                fields,
-            });
-        } else {
-            inner.dropped += 1;
-        }
+        self.inner.lock().unwrap().lines.push(LogLine {
+            at_ms: now_ms(),
+            level: level.to_string(),
+            message,
+            fields,
+        });
     }
 
     /// Host-side line (not from the guest).
@@ -123,7 +139,12 @@ impl RunLog {
             lines.push(LogLine {
                 at_ms: now_ms(),
                 level: "warn".into(),
-                message: format!("… {} more log lines dropped", inner.dropped),
+                message: format!(
+                    "… {} more log lines dropped (the run's log keeps {} lines and {} bytes)",
+                    inner.dropped,
+                    MAX_LINES,
+                    crate::units::format_size(self.caps.bytes)
+                ),
                 fields: vec![],
             });
         }
@@ -144,6 +165,15 @@ impl RunLog {
         out.reverse();
         out
     }
+}
+
+/// The largest index ≤ `at` that is a character boundary of `text`.
+fn floor_char_boundary(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// The `log` capability of one store. Always granted.
@@ -192,20 +222,18 @@ impl Host for LogCap {
 mod tests {
     use super::*;
 
-    #[test]
-    fn redactor_hides_every_secret_value() {
-        let r = Redactor::new([
-            "hunter2".to_string(),
-            "hunter2-long".to_string(),
-            String::new(),
-        ]);
-        assert_eq!(r.redact("pw=hunter2-long x=hunter2"), "pw=*** x=***");
-        assert_eq!(r.redact("nothing here"), "nothing here");
+    fn log(secret: &str, limits: &Limits) -> RunLog {
+        RunLog::new(
+            "j",
+            "r",
+            Arc::new(Redactor::new([secret.to_string()])),
+            limits,
+        )
     }
 
     #[test]
-    fn run_log_redacts_and_caps() {
-        let log = RunLog::new("j", "r", Arc::new(Redactor::new(["s3cret".to_string()])));
+    fn run_log_redacts_and_caps_lines() {
+        let log = log("s3cret", &Limits::default());
         log.push("info", "token s3cret", &[("k".into(), "s3cret".into())]);
         let lines = log.lines();
         assert_eq!(lines[0].message, "token ***");
@@ -221,6 +249,35 @@ mod tests {
                 .unwrap()
                 .message
                 .contains("6 more log lines dropped")
+        );
+    }
+
+    #[test]
+    fn long_lines_are_cut_and_the_log_stops_at_its_byte_limit() {
+        let limits = Limits {
+            log_line: 100,
+            log_bytes: 1000,
+            ..Limits::default()
+        };
+        let secret = "correct-horse-battery-staple";
+        let log = log(secret, &limits);
+        let long = format!("{}{secret}{}", "é".repeat(40), "x".repeat(5000));
+        log.host("info", &long);
+        let line = &log.lines()[0].message;
+        assert!(line.len() < 160, "{}", line.len());
+        assert!(line.contains("more bytes cut"), "{line}");
+        assert!(!line.contains("correct-horse"), "{line}");
+        for _ in 0..20 {
+            log.host("info", &"y".repeat(100));
+        }
+        let lines = log.lines();
+        assert_eq!(lines.len(), 10 + 1, "1000 bytes hold ten 100-byte lines");
+        assert!(
+            lines
+                .last()
+                .unwrap()
+                .message
+                .contains("11 more log lines dropped")
         );
     }
 }

@@ -13,10 +13,13 @@
 
 pub mod bindings;
 mod error;
+pub mod fs;
 pub mod functions;
 pub mod http;
 pub mod log;
+pub mod process;
 pub mod progress;
+pub mod redact;
 pub mod secrets;
 pub mod shell;
 pub mod state;
@@ -57,6 +60,13 @@ pub trait Capability: Sized + Send + 'static {
     /// # Errors
     /// When the state cannot be set up (a host fault, not a denial).
     fn prepare(run: &RunContext, host: &HostShared) -> anyhow::Result<Self>;
+
+    /// The run's redactor, when the capability's errors may carry what a
+    /// secret became (a program's stderr, a server's answer): every error it
+    /// returns to the module is cleaned with it.
+    fn redactor(&self) -> Option<&redact::Redactor> {
+        None
+    }
 }
 
 /// Store data that holds a [`Capabilities`] table.
@@ -121,7 +131,11 @@ macro_rules! capabilities {
         $(
             impl bindings::interfaces::types::Host for $cap {
                 fn convert_error(&mut self, err: HostError) -> wasmtime::Result<WitError> {
-                    err.into_guest()
+                    let err = err.into_guest()?;
+                    Ok(match <$cap as Capability>::redactor(self) {
+                        Some(redactor) => error::redacted(redactor, err),
+                        None => err,
+                    })
                 }
             }
         )*

@@ -2,9 +2,12 @@
 //!
 //! Secret values come from `[secrets.NAME]` in the config (an environment
 //! variable or a file) or, by default, from the environment variable `NAME`.
-//! The host substitutes them into HTTP header values and command environment
-//! for secrets listed in `allow.secrets`; a module reads a value itself only
-//! when the job lists it in `allow.readable-secrets`.
+//! Each secret a job grants is bound to where the host may put it
+//! (`allow.secrets.NAME = { header, origins }` and/or `{ env, programs }`):
+//! the host substitutes it into that header of requests to those origins, or
+//! that environment variable of those programs, and refuses any other
+//! destination. A module reads a value itself only when the binding says
+//! `readable = true` (or the job lists it in `allow.readable-secrets`).
 //!
 //! Placeholders:
 //!
@@ -15,28 +18,57 @@
 //!   `Authorization: Basic {{secret-basic:elastic:ES_PASSWORD}}`. `USER` is
 //!   literal text (RFC 7617: it cannot contain `:`).
 //!
-//! Encoded forms are a new way for a secret to leak (a server echoing the
-//! header, a module logging the response), so [`SecretValues::all_values`]
-//! also yields them for redaction: the encoding of the value alone, and for
-//! each of the three alignments the value can have after a prefix (`USER:`)
-//! the run of base64 characters that depends on the value only. At most the
-//! one or two characters where the value meets the surrounding text stay
-//! visible, which reveal at most two bytes at each end of the value.
+//! Every form of every value is removed from what flows back to the module
+//! or is stored ([`super::redact`]).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use url::Url;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::interfaces::secrets::{self, Host};
+use super::redact::{Alphabet, Redactor, base64};
 use super::{Capability, HostResult, HostShared, RunContext, WitError};
 use crate::model::{SecretGrant, SecretSource};
 
-/// The values of the secrets granted to one job, resolved when its run starts.
+/// Where a substituted secret is about to go.
+#[derive(Debug, Clone, Copy)]
+pub enum Destination<'a> {
+    /// Header `name` of a request to `url`.
+    Header {
+        /// The request's URL.
+        url: &'a Url,
+        /// The header.
+        name: &'a str,
+    },
+    /// Environment variable `var` of granted program `program`.
+    Env {
+        /// The program, as granted.
+        program: &'a str,
+        /// The variable.
+        var: &'a str,
+    },
+}
+
+impl std::fmt::Display for Destination<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Header { url, name } => write!(
+                f,
+                "header `{name}` of a request to {}",
+                crate::model::origin_of(url)
+            ),
+            Self::Env { program, var } => write!(f, "environment variable `{var}` of `{program}`"),
+        }
+    }
+}
+
+/// The values of the secrets granted to one job, resolved when its run
+/// starts, with where each may go.
 #[derive(Debug, Default)]
 pub struct SecretValues {
-    granted: BTreeSet<String>,
-    readable: BTreeSet<String>,
+    grants: BTreeMap<String, SecretGrant>,
     values: BTreeMap<String, Result<String, String>>,
 }
 
@@ -53,33 +85,53 @@ impl SecretValues {
             .map(|name| (name.clone(), read_secret(job, name, sources.get(name))))
             .collect();
         Self {
-            granted: granted.keys().cloned().collect(),
-            readable: granted
-                .iter()
-                .filter(|(_, g)| g.readable)
-                .map(|(name, _)| name.clone())
-                .collect(),
+            grants: granted.clone(),
             values,
         }
     }
 
-    /// Every resolved value and its base64 forms (for redaction; see the
-    /// [module docs](self)).
+    /// Every resolved value (the redactor derives their encoded forms).
     pub fn all_values(&self) -> impl Iterator<Item = String> + '_ {
         self.values
             .values()
             .filter_map(|v| v.as_ref().ok())
-            .flat_map(|v| std::iter::once(v.clone()).chain(base64_forms(v)))
+            .cloned()
     }
 
-    /// Value of a granted secret, for host-side injection.
+    /// A redactor for every value.
+    #[must_use]
+    pub fn redactor(&self) -> Redactor {
+        Redactor::new(self.all_values())
+    }
+
+    /// Value of secret `name`, about to go to `to` (`None`: the module
+    /// reads it itself).
     ///
     /// # Errors
-    /// `denied` when the job does not grant `name`; `not-found` when it has no value.
-    pub fn value(&self, job: &str, name: &str) -> Result<&str, WitError> {
-        if !self.granted.contains(name) {
+    /// `denied` when the job does not grant `name` or does not bind it to
+    /// `to`; `not-found` when it has no value.
+    pub fn value(
+        &self,
+        job: &str,
+        name: &str,
+        to: Option<Destination<'_>>,
+    ) -> Result<&str, WitError> {
+        let Some(grant) = self.grants.get(name) else {
             return Err(WitError::Denied(format!(
-                "secret `{name}` is not granted to job `{job}`: add it to `allow.secrets`"
+                "secret `{name}` is not granted to job `{job}`: bind it in `allow.secrets.{name}`"
+            )));
+        };
+        let allowed = match to {
+            None => grant.readable,
+            Some(Destination::Header { url, name: header }) => grant.allows_header(url, header),
+            Some(Destination::Env { program, var }) => grant.allows_env(program, var),
+        };
+        if !allowed {
+            let wanted = to.map_or_else(|| "the module itself".to_owned(), |d| d.to_string());
+            return Err(WitError::Denied(format!(
+                "secret `{name}` may not go to {wanted}: job `{job}` binds it to {} \
+                 (`allow.secrets.{name}`)",
+                grant.destinations()
             )));
         }
         match self.values.get(name) {
@@ -89,20 +141,27 @@ impl SecretValues {
         }
     }
 
-    /// Replace each `{{secret:NAME}}` in `text` with the secret's value,
-    /// each `{{secret-base64:NAME}}` with its base64 encoding and each
-    /// `{{secret-basic:USER:NAME}}` with the base64 encoding of
-    /// `USER:value`. Other text, including other `{{…}}`, is kept as it is.
+    /// Replace each `{{secret:NAME}}` in `text`, about to go to `to`, with
+    /// the secret's value, each `{{secret-base64:NAME}}` with its base64
+    /// encoding and each `{{secret-basic:USER:NAME}}` with the base64
+    /// encoding of `USER:value`. Other text, including other `{{…}}`, is
+    /// kept as it is. Returns the text and whether it holds a secret.
     ///
     /// # Errors
     /// As [`SecretValues::value`], or `invalid` for an unterminated
     /// placeholder or a `secret-basic` placeholder without a user.
-    pub fn substitute(&self, job: &str, text: &str) -> Result<String, WitError> {
+    pub fn substitute(
+        &self,
+        job: &str,
+        text: &str,
+        to: Destination<'_>,
+    ) -> Result<(String, bool), WitError> {
         const PLAIN: &str = "{{secret:";
         const BASE64: &str = "{{secret-base64:";
         const BASIC: &str = "{{secret-basic:";
         let mut out = String::with_capacity(text.len());
         let mut rest = text;
+        let mut used = false;
         while let Some(start) = rest.find("{{secret") {
             out.push_str(&rest[..start]);
             let here = &rest[start..];
@@ -123,67 +182,30 @@ impl SecretValues {
             })?;
             let inner = &after[..end];
             match open {
-                PLAIN => out.push_str(self.value(job, inner.trim())?),
-                BASE64 => out.push_str(&base64(self.value(job, inner.trim())?.as_bytes())),
+                PLAIN => out.push_str(self.value(job, inner.trim(), Some(to))?),
+                BASE64 => out.push_str(&base64(
+                    self.value(job, inner.trim(), Some(to))?.as_bytes(),
+                    Alphabet::Standard,
+                )),
                 _ => {
                     let (user, name) = inner.rsplit_once(':').ok_or_else(|| {
                         WitError::Invalid(format!(
                             "`{BASIC}{inner}}}}}` names no user: write `{BASIC}USER:NAME}}}}`"
                         ))
                     })?;
-                    let value = self.value(job, name.trim())?;
-                    out.push_str(&base64(format!("{user}:{value}").as_bytes()));
+                    let value = self.value(job, name.trim(), Some(to))?;
+                    out.push_str(&base64(
+                        format!("{user}:{value}").as_bytes(),
+                        Alphabet::Standard,
+                    ));
                 }
             }
+            used = true;
             rest = &after[end + 2..];
         }
         out.push_str(rest);
-        Ok(out)
+        Ok((out, used))
     }
-}
-
-/// Standard base64 (RFC 4648, section 4) with `=` padding.
-pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// The base64 forms of `value` worth redacting: its whole encoding, and for
-/// each alignment (0, 1 or 2 bytes of any prefix before it) the characters
-/// of the 3-byte groups made of the value's bytes only, which are the same
-/// whatever text surrounds the value.
-fn base64_forms(value: &str) -> impl Iterator<Item = String> + '_ {
-    let bytes = value.as_bytes();
-    let whole = (!bytes.is_empty()).then(|| base64(bytes));
-    let aligned = (0..3usize).filter_map(move |offset| {
-        // The value occupies bytes offset..offset+len of the encoded stream;
-        // group g (bytes 3g..3g+3) is the value's alone when it lies inside.
-        let first = offset.div_ceil(3);
-        let end = (offset + bytes.len()) / 3;
-        if end <= first {
-            return None;
-        }
-        let from = first * 3 - offset;
-        let to = end * 3 - offset;
-        Some(base64(&bytes[from..to]))
-    });
-    whole.into_iter().chain(aligned)
 }
 
 /// The value of secret `name` of `job` from `source`, or why there is none.
@@ -227,27 +249,29 @@ impl Capability for SecretsCap {
 
 impl Host for SecretsCap {
     async fn get(&mut self, name: String) -> HostResult<String> {
-        if !self.values.readable.contains(&name) {
+        if !self.values.grants.get(&name).is_some_and(|g| g.readable) {
             return Err(WitError::Denied(format!(
-                "reading secret `{name}` is not granted to job `{}`: add it to `allow.readable-secrets` \
-                 (or let the host inject it with `{{{{secret:{name}}}}}`)",
+                "reading secret `{name}` is not granted to job `{}`: add `readable = true` to \
+                 `allow.secrets.{name}` (or let the host inject it with `{{{{secret:{name}}}}}`)",
                 self.job
             ))
             .into());
         }
-        Ok(self.values.value(&self.job, &name)?.to_string())
+        Ok(self.values.value(&self.job, &name, None)?.to_string())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::OriginPattern;
 
-    fn granted(names: &[&str]) -> BTreeMap<String, SecretGrant> {
-        names
-            .iter()
-            .map(|n| ((*n).to_owned(), SecretGrant::default()))
-            .collect()
+    fn header_grant(origin: &str) -> SecretGrant {
+        SecretGrant {
+            headers: ["authorization".to_owned()].into(),
+            origins: vec![OriginPattern::parse(origin).unwrap()],
+            ..SecretGrant::default()
+        }
     }
 
     fn values() -> SecretValues {
@@ -258,79 +282,118 @@ mod tests {
         );
         // SAFETY: tests in this module only read this variable.
         unsafe { std::env::set_var("CAIRN_TEST_SECRET_THAT_IS_SET", "t0k3n") };
-        SecretValues::resolve("j", &granted(&["TOKEN", "MISSING_X"]), &sources)
+        let granted = BTreeMap::from([
+            ("TOKEN".to_owned(), header_grant("http://es:9200")),
+            ("MISSING_X".to_owned(), header_grant("http://es:9200")),
+        ]);
+        SecretValues::resolve("j", &granted, &sources)
+    }
+
+    fn es() -> Url {
+        Url::parse("http://es:9200/_cat").unwrap()
+    }
+
+    fn to_es(url: &Url) -> Destination<'_> {
+        Destination::Header {
+            url,
+            name: "Authorization",
+        }
     }
 
     #[test]
-    fn placeholders_are_substituted_only_for_granted_secrets() {
+    fn placeholders_are_substituted_only_where_the_binding_allows() {
         let v = values();
+        let url = es();
         assert_eq!(
-            v.substitute("j", "Bearer {{secret:TOKEN}}").unwrap(),
-            "Bearer t0k3n"
+            v.substitute("j", "Bearer {{secret:TOKEN}}", to_es(&url))
+                .unwrap(),
+            ("Bearer t0k3n".to_owned(), true)
         );
         assert!(matches!(
-            v.substitute("j", "{{secret:OTHER}}"),
+            v.substitute("j", "{{secret:OTHER}}", to_es(&url)),
+            Err(WitError::Denied(_))
+        ));
+        let elsewhere = Url::parse("http://evil:80/").unwrap();
+        let Err(WitError::Denied(message)) =
+            v.substitute("j", "{{secret:TOKEN}}", to_es(&elsewhere))
+        else {
+            panic!("a secret sent to another origin");
+        };
+        assert!(
+            message.contains("binds it to header authorization of http://es:9200"),
+            "{message}"
+        );
+        let other_header = Destination::Header {
+            url: &url,
+            name: "X-Debug",
+        };
+        assert!(matches!(
+            v.substitute("j", "{{secret:TOKEN}}", other_header),
+            Err(WitError::Denied(_))
+        ));
+        let env = Destination::Env {
+            program: "curl",
+            var: "TOKEN",
+        };
+        assert!(matches!(
+            v.substitute("j", "{{secret:TOKEN}}", env),
             Err(WitError::Denied(_))
         ));
         assert!(matches!(
-            v.substitute("j", "{{secret:MISSING_X}}"),
+            v.substitute("j", "{{secret:MISSING_X}}", to_es(&url)),
             Err(WitError::NotFound(_))
         ));
         assert!(matches!(
-            v.substitute("j", "{{secret:TOKEN"),
+            v.substitute("j", "{{secret:TOKEN", to_es(&url)),
             Err(WitError::Invalid(_))
         ));
-        assert_eq!(v.substitute("j", "plain").unwrap(), "plain");
-    }
-
-    #[test]
-    fn base64_matches_rfc_4648_vectors() {
-        let vectors = [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ];
-        for (plain, encoded) in vectors {
-            assert_eq!(base64(plain.as_bytes()), encoded, "base64({plain:?})");
-        }
-        assert_eq!(base64(&[0xfb, 0xff, 0xbf]), "+/+/");
+        assert_eq!(
+            v.substitute("j", "plain", to_es(&url)).unwrap(),
+            ("plain".to_owned(), false)
+        );
+        assert!(matches!(
+            v.value("j", "TOKEN", None),
+            Err(WitError::Denied(_))
+        ));
     }
 
     #[test]
     fn encoded_placeholders_substitute_base64_forms() {
         let v = values();
+        let url = es();
         assert_eq!(
-            v.substitute("j", "{{secret-base64:TOKEN}}").unwrap(),
-            base64(b"t0k3n")
+            v.substitute("j", "{{secret-base64:TOKEN}}", to_es(&url))
+                .unwrap()
+                .0,
+            base64(b"t0k3n", Alphabet::Standard)
         );
         // The RFC 7617 example: Aladdin / open sesame.
         // SAFETY: only this test reads this variable.
         unsafe { std::env::set_var("CAIRN_TEST_SESAME", "open sesame") };
-        let sesame = SecretValues::resolve("j", &granted(&["CAIRN_TEST_SESAME"]), &BTreeMap::new());
+        let granted = BTreeMap::from([(
+            "CAIRN_TEST_SESAME".to_owned(),
+            header_grant("http://es:9200"),
+        )]);
+        let sesame = SecretValues::resolve("j", &granted, &BTreeMap::new());
         assert_eq!(
             sesame
-                .substitute("j", "Basic {{secret-basic:Aladdin:CAIRN_TEST_SESAME}}")
-                .unwrap(),
+                .substitute(
+                    "j",
+                    "Basic {{secret-basic:Aladdin:CAIRN_TEST_SESAME}}",
+                    to_es(&url)
+                )
+                .unwrap()
+                .0,
             "Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
         );
         assert!(matches!(
-            v.substitute("j", "{{secret-basic:TOKEN}}"),
-            Err(WitError::Invalid(_))
-        ));
-        assert!(matches!(
-            v.substitute("j", "{{secret-basic:elastic:OTHER}}"),
-            Err(WitError::Denied(_))
-        ));
-        assert!(matches!(
-            v.substitute("j", "{{secret-base64:TOKEN"),
+            v.substitute("j", "{{secret-basic:TOKEN}}", to_es(&url)),
             Err(WitError::Invalid(_))
         ));
         assert_eq!(
-            v.substitute("j", "{{secrets}} {{secret-other:x}}").unwrap(),
+            v.substitute("j", "{{secrets}} {{secret-other:x}}", to_es(&url))
+                .unwrap()
+                .0,
             "{{secrets}} {{secret-other:x}}"
         );
     }
@@ -340,15 +403,22 @@ mod tests {
         let password = "correct-horse-battery";
         // SAFETY: only this test reads this variable.
         unsafe { std::env::set_var("CAIRN_TEST_REDACT_PW", password) };
-        let v = SecretValues::resolve("j", &granted(&["CAIRN_TEST_REDACT_PW"]), &BTreeMap::new());
-        let redactor = crate::capabilities::log::Redactor::new(v.all_values());
+        let granted = BTreeMap::from([(
+            "CAIRN_TEST_REDACT_PW".to_owned(),
+            header_grant("http://es:9200"),
+        )]);
+        let v = SecretValues::resolve("j", &granted, &BTreeMap::new());
+        let redactor = v.redactor();
+        let url = es();
         for user in ["", "a", "ab", "elastic", "kibana_system", "u:"] {
             let header = v
                 .substitute(
                     "j",
                     &format!("Basic {{{{secret-basic:{user}:CAIRN_TEST_REDACT_PW}}}}"),
+                    to_es(&url),
                 )
-                .unwrap();
+                .unwrap()
+                .0;
             let encoded = header.strip_prefix("Basic ").unwrap();
             let echoed = format!("server saw {header} from us");
             let redacted = redactor.redact(&echoed);
@@ -361,9 +431,14 @@ mod tests {
             assert!(visible <= user_groups + 4, "user {user:?}: {redacted}");
         }
         let plain = v
-            .substitute("j", "{{secret-base64:CAIRN_TEST_REDACT_PW}}")
-            .unwrap();
+            .substitute("j", "{{secret-base64:CAIRN_TEST_REDACT_PW}}", to_es(&url))
+            .unwrap()
+            .0;
         assert_eq!(redactor.redact(&format!("x{plain}y")), "x***y");
         assert_eq!(redactor.redact(&format!("[{password}]")), "[***]");
+        assert_eq!(
+            redactor.redact("q=correct-horse-battery&u=correct%2Dhorse"),
+            "q=***&u=correct%2Dhorse"
+        );
     }
 }

@@ -1,13 +1,18 @@
 //! `cairn:plugin/shell`: granted programs as child processes, argv only.
 //!
 //! Programs are granted by name and were resolved to an absolute path when
-//! the config loaded. The environment starts empty (values may contain
-//! `{{secret:NAME}}`), each child gets its own process group, and on timeout
-//! (or when the run is dropped) the whole group is killed. Captured output is
-//! capped; the rest is read and discarded so the child never blocks.
+//! the config loaded. A program's environment is `PATH` and `LANG` (set by
+//! the host) plus the variables its grant declares and its secrets' bindings
+//! name; anything else a module asks for is denied, and a name that changes
+//! how a program or its loader behaves is refused outright. Values may hold
+//! `{{secret:NAME}}` where the secret is bound to that variable of that
+//! program. Arguments are checked against the program's `deny-args` and
+//! `allow-args`. The working directory is opened beneath its grant without
+//! following symlinks. Each command's whole process tree is killed when it
+//! ends, times out or is cancelled ([`super::process`]). Captured output is
+//! capped (the rest is read and discarded so the child never blocks) and
+//! cleaned of secrets before the module sees it.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,34 +21,26 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::interfaces::shell::{self, Command, Host, Output};
+use super::fs::{Beneath, FsError};
 use super::log::RunLog;
-use super::secrets::SecretValues;
+use super::process::Tree;
+use super::redact::Redactor;
+use super::secrets::{Destination, SecretValues};
 use super::{Capability, HostError, HostResult, HostShared, RunContext, WitError, grants_phrase};
-use crate::model::{Access, GrantedProgram, Grants};
+use crate::model::{Access, Grants, unsafe_env};
 use crate::units::format_duration;
 
 /// Default timeout of one command when the guest sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3600);
 
-/// What a job may run, and where.
-#[derive(Clone)]
-pub struct ShellGrant {
-    /// Programs by granted name.
-    pub programs: BTreeMap<String, GrantedProgram>,
-    /// Paths a working directory may lie under.
-    pub paths: BTreeMap<PathBuf, Access>,
-}
-
-impl ShellGrant {
-    /// The programs and paths of `grants`.
-    #[must_use]
-    pub fn of(grants: &Grants) -> Self {
-        Self {
-            programs: grants.programs.clone(),
-            paths: grants.paths.clone(),
-        }
-    }
-}
+/// The environment every program gets from the host.
+pub const BASE_ENV: [(&str, &str); 2] = [
+    (
+        "PATH",
+        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    ),
+    ("LANG", "C.UTF-8"),
+];
 
 /// Why a command was refused or failed.
 #[derive(Debug, thiserror::Error)]
@@ -68,17 +65,29 @@ pub enum ShellError {
         /// The job.
         job: String,
     },
-    /// The working directory is not under a granted path.
-    #[error(
-        "working directory `{}` is not under a path granted to job `{job}` (`allow.paths`)",
-        .cwd.display()
-    )]
-    CwdNotGranted {
-        /// The directory asked for.
-        cwd: PathBuf,
-        /// The job.
-        job: String,
+    /// An argument is refused by the program's argument rules.
+    #[error("argument `{arg}` of `{program}` is refused: {why} (`allow.commands.{program}`)")]
+    ArgRefused {
+        /// The program.
+        program: String,
+        /// The argument.
+        arg: String,
+        /// Which rule refuses it.
+        why: String,
     },
+    /// An environment variable the program may not be given.
+    #[error("environment variable `{var}` of `{program}` is refused: {why}")]
+    EnvRefused {
+        /// The program.
+        program: String,
+        /// The variable.
+        var: String,
+        /// Why.
+        why: String,
+    },
+    /// The working directory is not usable (not granted, a symlink …).
+    #[error("working directory: {0}")]
+    Cwd(FsError),
     /// The command is malformed (an environment variable name).
     #[error("{0}")]
     Invalid(String),
@@ -86,7 +95,7 @@ pub enum ShellError {
     #[error("{}", super::describe(.0))]
     Secret(WitError),
     /// The command did not finish within its timeout.
-    #[error("`{program}` did not finish within {}; its process group was killed", format_duration(*.timeout))]
+    #[error("`{program}` did not finish within {}; it was killed with every process it started", format_duration(*.timeout))]
     TimedOut {
         /// The program.
         program: String,
@@ -102,9 +111,15 @@ impl From<ShellError> for WitError {
     fn from(e: ShellError) -> Self {
         match e {
             ShellError::Secret(e) => e,
-            ShellError::NotGranted { .. } | ShellError::CwdNotGranted { .. } => {
-                Self::Denied(e.to_string())
-            }
+            ShellError::Cwd(e) => match WitError::from(e) {
+                WitError::Denied(m) => WitError::Denied(format!("working directory: {m}")),
+                WitError::NotFound(m) => WitError::NotFound(format!("working directory: {m}")),
+                WitError::Invalid(m) => WitError::Invalid(format!("working directory: {m}")),
+                other => other,
+            },
+            ShellError::NotGranted { .. }
+            | ShellError::ArgRefused { .. }
+            | ShellError::EnvRefused { .. } => Self::Denied(e.to_string()),
             ShellError::NotInstalled { .. } => Self::NotFound(e.to_string()),
             ShellError::Invalid(_) => Self::Invalid(e.to_string()),
             ShellError::TimedOut { .. } => Self::Limit(e.to_string()),
@@ -119,38 +134,122 @@ impl From<ShellError> for HostError {
     }
 }
 
-/// Kills a child's whole process group when dropped (timeout, cancelled run).
-pub struct GroupGuard {
-    pgid: Option<i32>,
+/// What a job may run, and where: its grants, for `shell` and `storage`.
+#[derive(Clone)]
+pub struct ShellGrant {
+    /// The job's grants.
+    pub grants: Arc<Grants>,
 }
 
-impl GroupGuard {
-    /// Guard the group led by process `pid`.
-    pub fn new(pid: Option<u32>) -> Self {
-        Self {
-            pgid: pid.map(|p| p as i32),
+/// A command prepared to start: the process (not spawned yet) and the tree
+/// that will hold it.
+pub struct Prepared {
+    /// The process to spawn.
+    pub cmd: tokio::process::Command,
+    /// Kills what it starts.
+    pub tree: Tree,
+}
+
+/// Build the child process for `command` of `job` under `grant` (used by
+/// `storage` too): the program, its checked arguments and environment, its
+/// working directory, contained in a [`Tree`].
+///
+/// # Errors
+/// A program, argument, variable, secret or working directory not granted,
+/// a granted program that is not installed, a malformed environment.
+pub(crate) fn prepare(
+    job: &str,
+    grant: &ShellGrant,
+    secrets: &SecretValues,
+    command: &Command,
+) -> Result<Prepared, ShellError> {
+    let grants = &grant.grants;
+    let name = &command.program;
+    let program = grants
+        .programs
+        .get(name)
+        .ok_or_else(|| ShellError::NotGranted {
+            program: name.clone(),
+            job: job.to_owned(),
+            granted: grants_phrase(grants.programs.keys()),
+        })?;
+    let path = program
+        .path
+        .as_ref()
+        .ok_or_else(|| ShellError::NotInstalled {
+            program: name.clone(),
+            job: job.to_owned(),
+        })?;
+    if let Some((arg, pattern)) = program.args.refused(&command.args) {
+        return Err(ShellError::ArgRefused {
+            program: name.clone(),
+            arg: arg.to_owned(),
+            why: match pattern {
+                Some(p) => format!("it matches `deny-args` pattern `{p}`"),
+                None => "it matches no `allow-args` pattern".to_owned(),
+            },
+        });
+    }
+    let mut cmd = tokio::process::Command::new(path);
+    cmd.args(&command.args).env_clear().envs(BASE_ENV);
+    let allowed = grants.env_of(name);
+    for (var, value) in &command.env {
+        let valid = var
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(ShellError::Invalid(format!(
+                "invalid environment variable name `{var}`"
+            )));
         }
+        let refuse = |why: String| ShellError::EnvRefused {
+            program: name.clone(),
+            var: var.clone(),
+            why,
+        };
+        if let Some(why) = unsafe_env(var) {
+            return Err(refuse(format!("it is never passed to a program: {why}")));
+        }
+        if !allowed.contains(var.as_str()) {
+            let declared = if allowed.is_empty() {
+                "declares none".to_owned()
+            } else {
+                format!(
+                    "declares only {}",
+                    allowed.iter().copied().collect::<Vec<_>>().join(", ")
+                )
+            };
+            return Err(refuse(format!(
+                "job `{job}` {declared} for it; declare it in `allow.commands.{name}.env` (or \
+                 bind a secret to it)"
+            )));
+        }
+        let to = Destination::Env { program: name, var };
+        let (value, _) = secrets
+            .substitute(job, value, to)
+            .map_err(ShellError::Secret)?;
+        cmd.env(var, value);
     }
-
-    /// The child finished normally; kill stragglers of its group anyway.
-    pub fn finish(mut self) {
-        self.kill();
-    }
-
-    fn kill(&mut self) {
-        if let Some(pgid) = self.pgid.take() {
-            // SAFETY: kill(2) with a negative pid signals a process group we created.
-            unsafe {
-                libc::kill(-pgid, libc::SIGKILL);
+    let cwd = match &command.cwd {
+        Some(cwd) => Some(
+            Beneath {
+                grants: &grants.paths,
+                job,
             }
+            .directory(cwd, Access::Read, false)
+            .map_err(ShellError::Cwd)?
+            .fd,
+        ),
+        None => {
+            cmd.current_dir("/");
+            None
         }
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
+    };
+    let tree = Tree::contain(&mut cmd, cwd)
+        .map_err(|e| ShellError::Failed(format!("cannot contain `{name}`: {e}")))?;
+    Ok(Prepared { cmd, tree })
 }
 
 /// The `shell` capability of one store.
@@ -177,17 +276,24 @@ impl Capability for ShellCap {
     fn prepare(run: &RunContext, _host: &HostShared) -> anyhow::Result<Self> {
         Ok(Self {
             job: run.job.clone(),
-            grant: ShellGrant::of(&run.grants),
+            grant: ShellGrant {
+                grants: run.grants.clone(),
+            },
             output_cap: run.limits.output,
             secrets: run.secrets.clone(),
             log: run.log.clone(),
         })
     }
+
+    fn redactor(&self) -> Option<&Redactor> {
+        Some(self.log.redactor())
+    }
 }
 
 impl ShellCap {
     async fn run(&self, command: Command, stdin: Option<Vec<u8>>) -> Result<Output, ShellError> {
-        let mut cmd = prepare(&self.job, &self.grant, &self.secrets, &command)?;
+        let Prepared { mut cmd, mut tree } =
+            prepare(&self.job, &self.grant, &self.secrets, &command)?;
         let timeout = command
             .timeout_ms
             .map(Duration::from_millis)
@@ -207,7 +313,7 @@ impl ShellCap {
         let mut child = cmd
             .spawn()
             .map_err(|e| ShellError::Failed(format!("cannot start `{}`: {e}", command.program)))?;
-        let guard = GroupGuard::new(child.id());
+        tree.started(child.id());
         let cap = self.output_cap;
         let stdout = child.stdout.take().expect("piped");
         let stderr = child.stderr.take().expect("piped");
@@ -218,26 +324,33 @@ impl ShellCap {
                 let _ = pipe.write_all(&bytes).await;
             }
         };
+        let tree = std::sync::Mutex::new(tree);
+        // When the program exits, whatever it started goes too, which closes
+        // the pipes it may have passed on.
+        let wait = async {
+            let status = child.wait().await;
+            tree.lock().unwrap().kill();
+            status
+        };
         let work = async {
             let ((), out, err, status) = tokio::join!(
                 feed,
                 read_capped(stdout, cap),
                 read_capped(stderr, cap),
-                child.wait()
+                wait
             );
             (out, err, status)
         };
         let (out, err, status) = match tokio::time::timeout(timeout, work).await {
             Ok(done) => done,
             Err(_) => {
-                drop(guard);
+                tree.lock().unwrap().kill();
                 return Err(ShellError::TimedOut {
                     program: command.program.clone(),
                     timeout,
                 });
             }
         };
-        guard.finish();
         let status = status
             .map_err(|e| ShellError::Failed(format!("waiting for `{}`: {e}", command.program)))?;
         let (stdout, stdout_truncated) = out.map_err(|e| {
@@ -246,73 +359,19 @@ impl ShellCap {
         let (stderr, stderr_truncated) = err.map_err(|e| {
             ShellError::Failed(format!("reading stderr of `{}`: {e}", command.program))
         })?;
+        let redactor = self.log.redactor();
         Ok(Output {
             exit_code: status.code(),
-            stdout,
-            stderr,
+            stdout: redactor.redact_cut(&stdout),
+            stderr: redactor.redact_cut(&stderr),
             stdout_truncated,
             stderr_truncated,
         })
     }
 }
 
-/// Build the child process for `command` of `job` under `grant` (used by
-/// `storage` too).
-///
-/// # Errors
-/// A program, secret or working directory not granted, a granted program
-/// that is not installed, a malformed environment.
-pub(crate) fn prepare(
-    job: &str,
-    grant: &ShellGrant,
-    secrets: &SecretValues,
-    command: &Command,
-) -> Result<tokio::process::Command, ShellError> {
-    let program = grant
-        .programs
-        .get(&command.program)
-        .ok_or_else(|| ShellError::NotGranted {
-            program: command.program.clone(),
-            job: job.to_owned(),
-            granted: grants_phrase(grant.programs.keys()),
-        })?;
-    let path = program
-        .path
-        .as_ref()
-        .ok_or_else(|| ShellError::NotInstalled {
-            program: command.program.clone(),
-            job: job.to_owned(),
-        })?;
-    let mut cmd = tokio::process::Command::new(path);
-    cmd.args(&command.args)
-        .env_clear()
-        .process_group(0)
-        .kill_on_drop(true);
-    for (k, v) in &command.env {
-        if k.is_empty() || k.contains('=') || k.contains('\0') {
-            return Err(ShellError::Invalid(format!(
-                "invalid environment variable name `{k}`"
-            )));
-        }
-        cmd.env(k, secrets.substitute(job, v).map_err(ShellError::Secret)?);
-    }
-    if let Some(cwd) = &command.cwd {
-        let cwd = Path::new(cwd);
-        if !cwd.is_absolute() || !grant.paths.keys().any(|p| cwd.starts_with(p)) {
-            return Err(ShellError::CwdNotGranted {
-                cwd: cwd.to_path_buf(),
-                job: job.to_owned(),
-            });
-        }
-        cmd.current_dir(cwd);
-    } else {
-        cmd.current_dir("/");
-    }
-    Ok(cmd)
-}
-
 /// Read all of `pipe`, keeping at most `cap` bytes. Returns (kept, truncated).
-async fn read_capped(
+pub(crate) async fn read_capped(
     mut pipe: impl AsyncRead + Unpin,
     cap: u64,
 ) -> std::io::Result<(Vec<u8>, bool)> {
@@ -324,7 +383,9 @@ async fn read_capped(
         if n == 0 {
             return Ok((kept, truncated));
         }
-        let room = (cap as usize).saturating_sub(kept.len());
+        let room = usize::try_from(cap)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(kept.len());
         if n > room {
             truncated = true;
         }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::bindings::interfaces::state::{self, Host};
+use super::redact::Redactor;
 use super::{Capability, HostError, HostResult, HostShared, RunContext, WitError};
-use crate::state::StateStore;
+use crate::state::{KvLimits, StateStore};
 
 /// Longest key accepted.
 const MAX_KEY: usize = 1024;
@@ -27,9 +28,21 @@ pub enum StateCapError {
         /// The value's size.
         len: usize,
     },
+    /// The job's state is full.
+    #[error("{0}")]
+    Full(crate::state::StateError),
     /// The state store failed.
     #[error("state store: {0}")]
-    Store(#[from] crate::state::StateError),
+    Store(crate::state::StateError),
+}
+
+impl From<crate::state::StateError> for StateCapError {
+    fn from(e: crate::state::StateError) -> Self {
+        match e {
+            e @ crate::state::StateError::Full { .. } => Self::Full(e),
+            e => Self::Store(e),
+        }
+    }
 }
 
 impl From<StateCapError> for HostError {
@@ -37,7 +50,9 @@ impl From<StateCapError> for HostError {
         let message = e.to_string();
         match e {
             StateCapError::BadKey(_) => WitError::Invalid(message),
-            StateCapError::ValueTooLarge { .. } => WitError::Limit(message),
+            StateCapError::ValueTooLarge { .. } | StateCapError::Full(_) => {
+                WitError::Limit(message)
+            }
             StateCapError::Store(_) => WitError::Failed(message),
         }
         .into()
@@ -48,6 +63,8 @@ impl From<StateCapError> for HostError {
 pub struct StateCap {
     job: String,
     store: Arc<dyn StateStore>,
+    limits: KvLimits,
+    redactor: Arc<Redactor>,
 }
 
 impl Capability for StateCap {
@@ -65,7 +82,16 @@ impl Capability for StateCap {
         Ok(Self {
             job: run.job.clone(),
             store: run.store.clone(),
+            limits: KvLimits {
+                keys: run.limits.state_keys,
+                bytes: run.limits.state_bytes,
+            },
+            redactor: run.log.redactor_arc(),
         })
+    }
+
+    fn redactor(&self) -> Option<&Redactor> {
+        Some(&self.redactor)
     }
 }
 
@@ -96,7 +122,13 @@ impl Host for StateCap {
         }
         Ok(self
             .store
-            .kv_set(&self.job, &key, &value)
+            .kv_set(
+                &self.job,
+                &key,
+                // A secret the module learned is not kept in the state store.
+                &self.redactor.redact(&value),
+                self.limits,
+            )
             .map_err(StateCapError::from)?)
     }
 

@@ -27,7 +27,13 @@ pub struct OutputLimitExceeded {
 struct CaptureState {
     written: u64,
     partial: Vec<u8>,
+    /// A line longer than [`MAX_PARTIAL`] was logged cut: drop the rest of it.
+    skipping: bool,
 }
+
+/// The longest line kept whole before it is logged cut (the run log then
+/// cuts it further to the job's `log-line-limit`).
+const MAX_PARTIAL: usize = 64 * 1024;
 
 /// A guest output stream: lines go to the run log, bytes beyond the cap trap.
 #[derive(Clone)]
@@ -48,6 +54,7 @@ impl Capture {
             state: Arc::new(Mutex::new(CaptureState {
                 written: 0,
                 partial: Vec::new(),
+                skipping: false,
             })),
         }
     }
@@ -114,14 +121,33 @@ impl OutputStream for Capture {
                     },
                 )));
             }
-            st.partial.extend_from_slice(&bytes);
-            while let Some(pos) = st.partial.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = st.partial.drain(..=pos).collect();
-                lines.push(line[..line.len() - 1].to_vec());
-            }
-            // Keep a very long unterminated line from growing without bound.
-            if st.partial.len() > 64 * 1024 {
-                lines.push(std::mem::take(&mut st.partial));
+            // Whole lines go to the log. A line longer than MAX_PARTIAL is
+            // logged cut once and the rest of it dropped, so no piece of it
+            // (which could start in the middle of a secret) is logged alone.
+            let mut rest: &[u8] = &bytes;
+            while !rest.is_empty() {
+                let newline = rest.iter().position(|b| *b == b'\n');
+                let (chunk, ends_line) = match newline {
+                    Some(pos) => (&rest[..pos], true),
+                    None => (rest, false),
+                };
+                rest = newline.map_or(&[][..], |pos| &rest[pos + 1..]);
+                if !st.skipping {
+                    let room = MAX_PARTIAL - st.partial.len();
+                    st.partial
+                        .extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room {
+                        lines.push(std::mem::take(&mut st.partial));
+                        st.skipping = true;
+                    }
+                }
+                if ends_line {
+                    if st.skipping {
+                        st.skipping = false;
+                    } else {
+                        lines.push(std::mem::take(&mut st.partial));
+                    }
+                }
             }
         }
         for line in lines {

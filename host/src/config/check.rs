@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 use super::file::NotifyFile;
-use crate::model::{Digest, Event, GrantedProgram, OriginPattern, Template, Webhook};
+use crate::model::grants::unsafe_env;
+use crate::model::{
+    Digest, Event, GrantedProgram, OriginPattern, Template, Webhook, reserved_header,
+};
 use crate::sys::normalize;
 
 /// Smallest accepted `memory` limit.
@@ -78,10 +81,10 @@ pub(super) fn grant_program(
         ));
     }
     if !command.contains('/') {
-        return Ok(GrantedProgram {
-            name: command.to_owned(),
-            path: search_path.and_then(|p| find_in_path(command, p)),
-        });
+        return Ok(GrantedProgram::new(
+            command,
+            search_path.and_then(|p| find_in_path(command, p)),
+        ));
     }
     let path = Path::new(command);
     if !path.is_absolute() {
@@ -97,10 +100,7 @@ pub(super) fn grant_program(
     if !is_executable(&path) {
         return Err(format!("{} is not an executable file", path.display()));
     }
-    Ok(GrantedProgram {
-        name: command.to_owned(),
-        path: Some(path),
-    })
+    Ok(GrantedProgram::new(command, Some(path)))
 }
 
 /// First executable `name` in the absolute directories of `search_path`. The
@@ -128,12 +128,48 @@ fn is_executable(path: &Path) -> bool {
     }
 }
 
+/// Names a module may give an environment variable: `[A-Za-z_][A-Za-z0-9_]*`,
+/// and none that changes how programs or their loader behave.
+pub(super) fn check_env_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !first_ok || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "`{name}` is not an environment variable name: use letters, digits and `_`, not \
+             starting with a digit (e.g. `PGHOST`)"
+        ));
+    }
+    if let Some(why) = unsafe_env(name) {
+        return Err(format!(
+            "`{name}` is never passed to a program: {why} (see SECURITY.md)"
+        ));
+    }
+    Ok(())
+}
+
+/// Header names a secret may be bound to: a token, and not one the host
+/// owns (`Host`, the framing headers).
+pub(super) fn check_header_name(name: &str) -> Result<(), String> {
+    if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(format!(
+            "`{name}` is not an HTTP header name (e.g. `Authorization`)"
+        ));
+    }
+    if let Some(why) = reserved_header(name) {
+        return Err(format!("`{name}` cannot carry a secret: {why}"));
+    }
+    Ok(())
+}
+
 /// A problem with one webhook: the key inside its entry (`url`, `on[1]`,
 /// `template`) and what is wrong.
 pub type WebhookProblem = (String, String);
 
-/// Validate a webhook whose job grants HTTP to `granted`: its URL is one of
-/// them, its events are known, its template fills in to JSON.
+/// Validate a webhook, given the origins webhooks may go to (`[daemon]
+/// webhook-origins`): its URL is on one of them, its events are known, its
+/// template fills in to JSON.
 ///
 /// # Errors
 /// Every problem found, each with the key at fault.
@@ -155,8 +191,8 @@ pub fn webhook(
             problems.push((
                 "url".to_owned(),
                 format!(
-                    "webhook origin {origin} is not allowlisted: add \"{origin}\" to the job's \
-                     `allow.http` (notifications only go to granted origins)"
+                    "webhook origin {origin} is not allowlisted: add \"{origin}\" to \
+                     `[daemon] webhook-origins` (notifications go only to the origins listed there)"
                 ),
             ));
             None

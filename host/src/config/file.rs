@@ -61,6 +61,9 @@ pub struct DaemonFile {
     pub prune: Option<String>,
     /// Time zone of `prune` (IANA name, default UTC).
     pub prune_timezone: Option<String>,
+    /// Origins webhooks (`notify`) may be sent to, `scheme://host:port`.
+    #[serde(default)]
+    pub webhook_origins: Vec<String>,
 }
 
 /// `retries = { attempts = 3, backoff = "30s", max-backoff = "10m" }`.
@@ -161,6 +164,21 @@ pub struct JobFile {
     pub output_limit: Option<String>,
     /// Cap on an HTTP response body, e.g. `64MiB` (default `64MiB`).
     pub http_body_limit: Option<String>,
+    /// Cap on one log line (longer ones are cut), e.g. `16KiB` (the default).
+    pub log_line_limit: Option<String>,
+    /// Cap on the log bytes a run keeps (later lines are counted, not kept),
+    /// e.g. `16MiB` (the default).
+    pub log_limit: Option<String>,
+    /// Cap on the number of state keys of the job (default 1000).
+    pub state_keys: Option<u64>,
+    /// Cap on the bytes of the job's state, keys and values (default `16MiB`).
+    pub state_limit: Option<String>,
+    /// Cap on a task's or function's result and on a snapshot's notes
+    /// (default `1MiB`).
+    pub result_limit: Option<String>,
+    /// Streams (artifact readers and writers) a module may hold open at once
+    /// (default 16).
+    pub open_streams: Option<u32>,
     /// Which snapshots `cairn forget` keeps (restic's keep rules, per job).
     #[serde(default)]
     pub retention: Retention,
@@ -180,16 +198,17 @@ pub struct AllowFile {
     /// HTTP origins, `scheme://host:port`; the host may start with `*.`.
     #[serde(default)]
     pub http: Vec<String>,
-    /// Program names (resolved through `PATH` at load) or absolute paths.
+    /// Programs: a list of names (resolved through `PATH` at load) or
+    /// absolute paths, or a table of them with what each may be given.
     #[serde(default)]
-    pub commands: Vec<String>,
+    pub commands: CommandsFile,
     /// Paths and their access: `{ "/srv/data" = "read" }`.
     #[serde(default)]
     pub paths: BTreeMap<PathBuf, Access>,
-    /// Secrets the host may inject (`{{secret:NAME}}` in headers and env).
+    /// Secrets, each bound to where the host may put it.
     #[serde(default)]
-    pub secrets: Vec<String>,
-    /// Secrets whose value the module may read (implies `secrets`).
+    pub secrets: SecretsFile,
+    /// Secrets whose value the module may read itself.
     #[serde(default)]
     pub readable_secrets: Vec<String>,
     /// Functions a task may call.
@@ -254,6 +273,157 @@ impl<'de> Deserialize<'de> for NotifyFiles {
                     targets,
                     is_list: true,
                 })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `allow.commands`: `["pg_dump", "/usr/local/bin/x"]`, or a table
+/// `{ pg_dump = { env = ["PGHOST"] }, tar = { deny-args = ["--to-command*"] } }`.
+#[derive(Debug, Clone, Default)]
+pub struct CommandsFile {
+    /// Programs in file order, each with its rules.
+    pub programs: Vec<(String, ProgramFile)>,
+    /// Whether they were written as a list (problems then name `commands[i]`).
+    pub is_list: bool,
+}
+
+/// What one granted program may be given.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ProgramFile {
+    /// Environment variables a module may set for it (a secret bound to it
+    /// brings its own).
+    #[serde(default)]
+    pub env: Vec<String>,
+    /// Arguments it is refused (`*` for any text).
+    #[serde(default)]
+    pub deny_args: Vec<String>,
+    /// When set, the only arguments it may be given (`*` for any text).
+    pub allow_args: Option<Vec<String>>,
+}
+
+impl<'de> Deserialize<'de> for CommandsFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = CommandsFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(
+                    "a list of programs `[\"pg_dump\"]` or a table `{ pg_dump = { env = [\"PGHOST\"] } }`",
+                )
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> Result<CommandsFile, A::Error> {
+                let names =
+                    Vec::<String>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(CommandsFile {
+                    programs: names
+                        .into_iter()
+                        .map(|n| (n, ProgramFile::default()))
+                        .collect(),
+                    is_list: true,
+                })
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<CommandsFile, A::Error> {
+                let table = BTreeMap::<String, ProgramFile>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(CommandsFile {
+                    programs: table.into_iter().collect(),
+                    is_list: false,
+                })
+            }
+        }
+        deserializer.deserialize_any(Visitor)
+    }
+}
+
+/// `allow.secrets`: each secret and where it may go.
+#[derive(Debug, Clone, Default)]
+pub struct SecretsFile(pub BTreeMap<String, SecretUseFile>);
+
+/// Where one secret may go: a header of requests to some origins, an
+/// environment variable of some programs, the module itself.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SecretUseFile {
+    /// Request header(s) it may be put in (`Authorization`) …
+    pub header: Option<OneOrMany>,
+    /// … of requests to these origins (each also in `allow.http`).
+    #[serde(default)]
+    pub origins: Vec<String>,
+    /// Environment variable(s) it may be put in (`PGPASSWORD`) …
+    pub env: Option<OneOrMany>,
+    /// … of these programs (each also in `allow.commands`).
+    #[serde(default)]
+    pub programs: Vec<String>,
+    /// Whether the module may read the value itself.
+    #[serde(default)]
+    pub readable: bool,
+}
+
+/// One string or a list of them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `"Authorization"`.
+    One(String),
+    /// `["A", "B"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s.clone()],
+            Self::Many(v) => v.clone(),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for SecretsFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretsFile;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a table of secrets, each bound to where it may go")
+            }
+
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                _seq: A,
+            ) -> Result<SecretsFile, A::Error> {
+                Err(serde::de::Error::custom(
+                    "a list of secret names no longer grants anything: bind each secret to where \
+                     the host may put it, e.g. `[jobs.NAME.allow.secrets]` then \
+                     `ES_PASSWORD = { header = \"Authorization\", origins = [\"http://127.0.0.1:9200\"] }` \
+                     or `PG_PASSWORD = { env = \"PGPASSWORD\", programs = [\"pg_dump\"] }` \
+                     (`readable = true` lets the module read it)",
+                ))
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<SecretsFile, A::Error> {
+                BTreeMap::<String, SecretUseFile>::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )
+                .map(SecretsFile)
             }
         }
         deserializer.deserialize_any(Visitor)

@@ -31,8 +31,8 @@ use toml::de::DeTable;
 pub use diagnostics::{ConfigError, Problem};
 
 use crate::model::{
-    Concurrency, Grants, Limits, Missed, ModuleRef, PipelineRef, RepositorySettings, Retention,
-    Retries, Schedule, SecretSource, Webhook,
+    Concurrency, Grants, Limits, Missed, ModuleRef, OriginPattern, PipelineRef, RepositorySettings,
+    Retention, Retries, Schedule, SecretSource, Webhook,
 };
 use crate::pipeline::Pipeline;
 use crate::sys::absolutize;
@@ -111,6 +111,8 @@ pub struct DaemonConfig {
     pub shutdown_grace: Duration,
     /// When the repository is pruned, if ever.
     pub prune: Option<Schedule>,
+    /// Origins webhooks may be sent to.
+    pub webhook_origins: Vec<OriginPattern>,
 }
 
 impl Default for DaemonConfig {
@@ -120,6 +122,7 @@ impl Default for DaemonConfig {
             token: None,
             shutdown_grace: Duration::from_secs(30),
             prune: None,
+            webhook_origins: Vec::new(),
         }
     }
 }
@@ -157,9 +160,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let base_dir = absolute
         .parent()
         .map_or_else(|| PathBuf::from("/"), Path::to_path_buf);
-    let mut config = parse(&text, &label, &base_dir)?;
-    config.source = Some(absolute);
-    Ok(config)
+    parse_file(&text, &label, &base_dir, Some(absolute))
 }
 
 /// Parse and validate configuration `text`. `file_label` names it in errors;
@@ -170,6 +171,16 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// (`line L, column C`) alone if there are any, otherwise unknown keys,
 /// wrongly typed values and invalid settings, each naming the job and key.
 pub fn parse(text: &str, file_label: &str, base_dir: &Path) -> Result<Config, ConfigError> {
+    parse_file(text, file_label, base_dir, None)
+}
+
+/// [`parse`] of the text of file `source` (which no grant may reach).
+fn parse_file(
+    text: &str,
+    file_label: &str,
+    base_dir: &Path,
+    source: Option<PathBuf>,
+) -> Result<Config, ConfigError> {
     let base_dir = absolutize(base_dir);
     let error = |problems| ConfigError {
         file: file_label.to_owned(),
@@ -189,7 +200,9 @@ pub fn parse(text: &str, file_label: &str, base_dir: &Path) -> Result<Config, Co
         base_dir: &base_dir,
         problems,
     };
-    let config = checker.config(file);
+    let mut config = checker.config(file);
+    config.source = source;
+    checker.private_paths(&config);
     let problems = checker.problems.into_sorted();
     if problems.is_empty() {
         Ok(config)

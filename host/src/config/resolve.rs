@@ -10,15 +10,18 @@ use std::sync::Arc;
 use toml::de::DeTable;
 
 use super::check::{
-    self, MAX_MEMORY, MIN_MEMORY, check_name, check_secret_name, grant_program, parse_sha256,
+    self, MAX_MEMORY, MIN_MEMORY, check_env_name, check_header_name, check_name, check_secret_name,
+    grant_program, parse_sha256,
 };
 use super::diagnostics::{Problems, Seg, describe, did_you_mean, key, key_path_segs, span_of};
-use super::file::{AllowFile, ConfigFile, DaemonFile, FunctionFile, JobFile, SecretFile};
+use super::file::{
+    AllowFile, ConfigFile, DaemonFile, FunctionFile, JobFile, OneOrMany, SecretFile, SecretUseFile,
+};
 use super::{Config, DEFAULT_KEEP_RUNS, DEFAULT_LISTEN, DaemonConfig, JobConfig};
 use crate::builtins::{self, ModuleKind};
 use crate::model::{
-    Grants, Limits, ModuleRef, OriginPattern, PipelineRef, RepositorySettings, Retries, Schedule,
-    ScheduleError, SecretSource, Webhook,
+    ArgPolicy, Grants, Limits, ModuleRef, OriginPattern, PipelineRef, RepositorySettings, Retries,
+    Schedule, ScheduleError, SecretGrant, SecretSource, Webhook,
 };
 use crate::pipeline::{self, Pipeline, PipelineFile};
 use crate::sys::{self, normalize};
@@ -128,7 +131,8 @@ impl Checker<'_, '_> {
                 &file.pipelines,
                 &mut pipelines,
             );
-            if let Some(job) = self.job(&name, job, &file.functions, task) {
+            if let Some(job) = self.job(&name, job, &file.functions, task, &daemon.webhook_origins)
+            {
                 jobs.insert(name, job);
             }
         }
@@ -151,6 +155,17 @@ impl Checker<'_, '_> {
     fn daemon(&mut self, file: &DaemonFile) -> DaemonConfig {
         let at = |k: &str| [key("daemon"), key(k)];
         let mut daemon = DaemonConfig::default();
+        for (i, origin) in file.webhook_origins.iter().enumerate() {
+            match OriginPattern::parse(origin) {
+                Ok(pattern) => daemon.webhook_origins.push(pattern),
+                Err(message) => {
+                    self.report(
+                        &[key("daemon"), key("webhook-origins"), Seg::Index(i)],
+                        message,
+                    );
+                }
+            }
+        }
         if let Some(listen) = &file.listen {
             match listen.parse() {
                 Ok(addr) => daemon.listen = addr,
@@ -504,6 +519,7 @@ impl Checker<'_, '_> {
         job: JobFile,
         custom_functions: &BTreeMap<String, FunctionFile>,
         pipeline: Option<Option<ModuleRef>>,
+        webhook_origins: &[OriginPattern],
     ) -> Option<JobConfig> {
         let owner = [key("jobs"), key(name)];
         let at = |keys: &[&str]| {
@@ -546,7 +562,7 @@ impl Checker<'_, '_> {
         let limits = self.limits(&job, &at);
         let (cron, retries, keep_runs) = self.job_timing(&job, &at);
         let grants = self.grants(&job.allow, &owner, custom_functions);
-        let notify = self.webhooks(&job, &grants, &at);
+        let notify = self.webhooks(&job, webhook_origins, &at);
 
         task.map(|task| JobConfig {
             name: name.to_owned(),
@@ -569,12 +585,12 @@ impl Checker<'_, '_> {
     fn webhooks(
         &mut self,
         job: &JobFile,
-        grants: &Grants,
+        webhook_origins: &[OriginPattern],
         at: &dyn Fn(&[&str]) -> Vec<Seg>,
     ) -> Vec<Webhook> {
         let mut webhooks = Vec::new();
         for (i, file) in job.notify.targets.iter().enumerate() {
-            match check::webhook(file, &grants.http) {
+            match check::webhook(file, webhook_origins) {
                 Ok(webhook) => webhooks.push(webhook),
                 Err(problems) => {
                     for (field, message) in problems {
@@ -629,13 +645,34 @@ impl Checker<'_, '_> {
                 &job.http_body_limit,
                 &mut limits.http_body,
             ),
+            ("log-line-limit", &job.log_line_limit, &mut limits.log_line),
+            ("log-limit", &job.log_limit, &mut limits.log_bytes),
+            ("state-limit", &job.state_limit, &mut limits.state_bytes),
+            ("result-limit", &job.result_limit, &mut limits.result),
         ] {
             if let Some(text) = text {
                 match parse_size(text) {
+                    Ok(0) => self.report(&at(&[field]), "must be more than zero bytes"),
                     Ok(bytes) => *slot = bytes,
                     Err(message) => self.report(&at(&[field]), message),
                 }
             }
+        }
+        if limits.log_line < 80 {
+            self.report(
+                &at(&["log-line-limit"]),
+                "must be at least 80 bytes, so that a cut line still says something",
+            );
+        }
+        match job.state_keys {
+            Some(0) => self.report(&at(&["state-keys"]), "must be at least 1"),
+            Some(n) => limits.state_keys = n,
+            None => {}
+        }
+        match job.open_streams {
+            Some(0) => self.report(&at(&["open-streams"]), "must be at least 1"),
+            Some(n) => limits.open_streams = n,
+            None => {}
         }
         limits
     }
@@ -665,13 +702,48 @@ impl Checker<'_, '_> {
         }
 
         let search_path = std::env::var_os("PATH");
-        for (i, command) in allow.commands.iter().enumerate() {
-            match grant_program(command, search_path.as_ref()) {
-                Ok(program) => {
-                    grants.programs.insert(command.clone(), program);
+        for (i, (command, rules)) in allow.commands.programs.iter().enumerate() {
+            let here = if allow.commands.is_list {
+                at("commands", Some(i))
+            } else {
+                let mut path = at("commands", None);
+                path.push(key(command));
+                path
+            };
+            let mut program = match grant_program(command, search_path.as_ref()) {
+                Ok(program) => program,
+                Err(message) => {
+                    self.report(&here, message);
+                    continue;
                 }
-                Err(message) => self.report(&at("commands", Some(i)), message),
+            };
+            for (j, var) in rules.env.iter().enumerate() {
+                let mut path = here.clone();
+                path.extend([key("env"), Seg::Index(j)]);
+                match check_env_name(var) {
+                    Ok(()) => {
+                        program.env.insert(var.clone());
+                    }
+                    Err(message) => self.report(&path, message),
+                }
             }
+            for (field, patterns) in [
+                ("deny-args", Some(&rules.deny_args)),
+                ("allow-args", rules.allow_args.as_ref()),
+            ] {
+                for (j, pattern) in patterns.into_iter().flatten().enumerate() {
+                    if pattern.is_empty() {
+                        let mut path = here.clone();
+                        path.extend([key(field), Seg::Index(j)]);
+                        self.report(&path, "is empty: write a pattern such as `--to-command*`");
+                    }
+                }
+            }
+            program.args = ArgPolicy {
+                deny: rules.deny_args.clone(),
+                allow: rules.allow_args.clone(),
+            };
+            grants.programs.insert(command.clone(), program);
         }
 
         for (path, access) in &allow.paths {
@@ -692,18 +764,20 @@ impl Checker<'_, '_> {
             }
         }
 
-        for (field, names) in [
-            ("secrets", &allow.secrets),
-            ("readable-secrets", &allow.readable_secrets),
-        ] {
-            for (i, name) in names.iter().enumerate() {
-                match check_secret_name(name) {
-                    Ok(()) => {
-                        let grant = grants.secrets.entry(name.clone()).or_default();
-                        grant.readable |= field == "readable-secrets";
-                    }
-                    Err(message) => self.report(&at(field, Some(i)), message),
-                }
+        for (name, binding) in &allow.secrets.0 {
+            let mut here = at("secrets", None);
+            here.push(key(name));
+            if let Err(message) = check_secret_name(name) {
+                self.report(&here, message);
+                continue;
+            }
+            let grant = self.secret_binding(&here, binding, &grants);
+            grants.secrets.insert(name.clone(), grant);
+        }
+        for (i, name) in allow.readable_secrets.iter().enumerate() {
+            match check_secret_name(name) {
+                Ok(()) => grants.secrets.entry(name.clone()).or_default().readable = true,
+                Err(message) => self.report(&at("readable-secrets", Some(i)), message),
             }
         }
 
@@ -739,6 +813,193 @@ impl Checker<'_, '_> {
         }
 
         grants
+    }
+}
+
+impl Checker<'_, '_> {
+    /// Report every path grant that reaches one of the host's private files
+    /// (compile cache and its key, state database, repository, this file,
+    /// secret, password and token files), or lies inside one.
+    pub(super) fn private_paths(&mut self, config: &Config) {
+        let mut private: Vec<(String, PathBuf)> = vec![
+            ("compile cache".into(), config.cache_dir.clone()),
+            (
+                "compile cache key".into(),
+                sys::cache_key_path(&config.cache_dir),
+            ),
+            ("state database".into(), config.state_path.clone()),
+        ];
+        if let Some(source) = &config.source {
+            private.push(("configuration file".into(), source.clone()));
+        }
+        if let Some(repository) = &config.repository {
+            private.push(("repository".into(), repository.path.clone()));
+            if let Some(SecretSource::File(file)) = &repository.password {
+                private.push(("repository password file".into(), file.clone()));
+            }
+        }
+        if let Some(SecretSource::File(file)) = &config.daemon.token {
+            private.push(("API token file".into(), file.clone()));
+        }
+        for (name, source) in &config.secrets {
+            if let SecretSource::File(file) = source {
+                private.push((format!("file of secret `{name}`"), file.clone()));
+            }
+        }
+        let private: Vec<(String, PathBuf)> = private
+            .into_iter()
+            .map(|(what, path)| (what, sys::canonical_lossy(&path)))
+            .collect();
+        for job in config.jobs.values() {
+            for granted in job.grants.paths.keys() {
+                for (what, path) in &private {
+                    let message = if path.starts_with(granted) {
+                        format!(
+                            "grants {}, which holds the {what} ({}): a module could read or \
+                             change it; grant a narrower directory, or keep the {what} elsewhere",
+                            granted.display(),
+                            path.display()
+                        )
+                    } else if granted.starts_with(path) {
+                        format!(
+                            "grants {}, which lies inside the {what} ({}); grant a directory \
+                             outside it",
+                            granted.display(),
+                            path.display()
+                        )
+                    } else {
+                        continue;
+                    };
+                    let written = self.granted_as_written(&job.name, granted);
+                    let mut at = vec![key("jobs"), key(&job.name), key("allow"), key("paths")];
+                    if let Some(written) = written {
+                        at.push(key(written));
+                    }
+                    self.report(&at, message);
+                }
+            }
+        }
+    }
+
+    /// The key of `allow.paths` in job `job` that resolved to `granted`.
+    fn granted_as_written(&self, job: &str, granted: &Path) -> Option<String> {
+        let jobs = self.document.get("jobs")?.get_ref().as_table()?;
+        let job = jobs.get(job)?.get_ref().as_table()?;
+        let paths = job
+            .get("allow")?
+            .get_ref()
+            .as_table()?
+            .get("paths")?
+            .get_ref()
+            .as_table()?;
+        paths
+            .iter()
+            .map(|(k, _)| k.get_ref().to_string())
+            .find(|k| {
+                let resolved = self.resolve(Path::new(k));
+                sys::canonical_lossy(&resolved) == granted
+            })
+    }
+
+    /// Where secret binding `file` (at `here`) lets the host put the
+    /// secret, checked against the job's HTTP and program grants.
+    fn secret_binding(
+        &mut self,
+        here: &[Seg],
+        file: &SecretUseFile,
+        grants: &Grants,
+    ) -> SecretGrant {
+        let at = |k: &str| {
+            let mut path = here.to_vec();
+            path.push(key(k));
+            path
+        };
+        let mut grant = SecretGrant {
+            readable: file.readable,
+            ..SecretGrant::default()
+        };
+        let headers = file
+            .header
+            .as_ref()
+            .map(OneOrMany::to_vec)
+            .unwrap_or_default();
+        for header in &headers {
+            match check_header_name(header) {
+                Ok(()) => {
+                    grant.headers.insert(header.to_ascii_lowercase());
+                }
+                Err(message) => self.report(&at("header"), message),
+            }
+        }
+        for (i, origin) in file.origins.iter().enumerate() {
+            let mut path = at("origins");
+            path.push(Seg::Index(i));
+            match OriginPattern::parse(origin) {
+                Ok(pattern) if grants.http.contains(&pattern) => grant.origins.push(pattern),
+                Ok(pattern) => self.report(
+                    &path,
+                    format!(
+                        "binds the secret to {pattern}, which `allow.http` does not grant; grant \
+                         the origin too, or remove it here"
+                    ),
+                ),
+                Err(message) => self.report(&path, message),
+            }
+        }
+        match (headers.is_empty(), file.origins.is_empty()) {
+            (false, true) => self.report(
+                &at("header"),
+                "say which origins may receive it: `origins = [\"https://host:port\"]`",
+            ),
+            (true, false) => self.report(
+                &at("origins"),
+                "say which header carries it: `header = \"Authorization\"`",
+            ),
+            _ => {}
+        }
+        let vars = file.env.as_ref().map(OneOrMany::to_vec).unwrap_or_default();
+        for var in &vars {
+            match check_env_name(var) {
+                Ok(()) => {
+                    grant.env.insert(var.clone());
+                }
+                Err(message) => self.report(&at("env"), message),
+            }
+        }
+        for (i, program) in file.programs.iter().enumerate() {
+            if grants.programs.contains_key(program) {
+                grant.programs.insert(program.clone());
+            } else {
+                let mut path = at("programs");
+                path.push(Seg::Index(i));
+                self.report(
+                    &path,
+                    format!(
+                        "binds the secret to program `{program}`, which `allow.commands` does not \
+                         grant; grant the program too, or remove it here"
+                    ),
+                );
+            }
+        }
+        match (vars.is_empty(), file.programs.is_empty()) {
+            (false, true) => self.report(
+                &at("env"),
+                "say which programs may receive it: `programs = [\"pg_dump\"]`",
+            ),
+            (true, false) => self.report(
+                &at("programs"),
+                "say which environment variable carries it: `env = \"PGPASSWORD\"`",
+            ),
+            _ => {}
+        }
+        if headers.is_empty() && vars.is_empty() && !file.readable {
+            self.report(
+                here,
+                "binds the secret nowhere: give `header` and `origins`, `env` and `programs`, or \
+                 `readable = true`",
+            );
+        }
+        grant
     }
 }
 

@@ -71,7 +71,7 @@ task = "builtin:no-such-task"
 
 [jobs.vault]
 task = "builtin:command"
-allow.secrets = ["GOOD_NAME", "bad-name"]
+allow.readable-secrets = ["GOOD_NAME", "bad-name"]
 "#;
     let err = parse(text, "cairn.toml", Path::new("/srv/cairn")).unwrap_err();
     let problems = &err.problems;
@@ -104,7 +104,7 @@ allow.secrets = ["GOOD_NAME", "bad-name"]
     assert!(builtin.message.contains("builtin tasks: ") && builtin.message.contains("command"));
     find(
         problems,
-        &["job `vault`, key `allow.secrets[1]`", "`bad-name`"],
+        &["job `vault`, key `allow.readable-secrets[1]`", "`bad-name`"],
     );
 
     // File order, and the summary counts them.
@@ -484,7 +484,7 @@ allow.commands = ["bin/pg_dump", "/nonexistent/pg_dump", "pg_dump --verbose", "/
 }
 
 #[test]
-fn readable_secrets_are_also_injectable() -> anyhow::Result<()> {
+fn secrets_are_bound_to_where_they_may_go() -> anyhow::Result<()> {
     let config = parse(
         r#"
 [secrets.PGPASSWORD]
@@ -492,23 +492,189 @@ env = "DB_PASSWORD"
 
 [jobs.db]
 task = "builtin:command"
-allow.secrets = ["ES_TOKEN"]
-allow.readable-secrets = ["PGPASSWORD"]
+allow.http = ["http://127.0.0.1:9200"]
+allow.commands = ["sh"]
+allow.readable-secrets = ["API_KEY"]
+
+[jobs.db.allow.secrets]
+ES_TOKEN = { header = "Authorization", origins = ["http://127.0.0.1:9200"] }
+PGPASSWORD = { env = "PGPASSWORD", programs = ["sh"], readable = true }
 "#,
         "test.toml",
         Path::new("/srv/cairn"),
     )?;
     let grants = &config.job("db")?.grants;
+    let es = &grants.secrets["ES_TOKEN"];
+    assert_eq!(es.headers, BTreeSet::from(["authorization".to_owned()]));
+    assert_eq!(es.origins[0].to_string(), "http://127.0.0.1:9200");
+    assert!(!es.readable && es.env.is_empty());
+    let pg = &grants.secrets["PGPASSWORD"];
+    assert!(pg.readable && pg.allows_env("sh", "PGPASSWORD") && !pg.allows_env("sh", "X"));
+    assert_eq!(grants.env_of("sh"), BTreeSet::from(["PGPASSWORD"]));
     assert_eq!(
-        grants.secrets,
-        BTreeMap::from([
-            ("ES_TOKEN".to_owned(), SecretGrant { readable: false }),
-            ("PGPASSWORD".to_owned(), SecretGrant { readable: true }),
-        ])
+        grants.secrets["API_KEY"],
+        SecretGrant {
+            readable: true,
+            ..SecretGrant::default()
+        }
     );
     assert_eq!(
         config.secrets["PGPASSWORD"],
         SecretSource::Env("DB_PASSWORD".into())
+    );
+    Ok(())
+}
+
+#[test]
+fn a_secret_binding_must_name_granted_places() {
+    let problems = problems(
+        r#"
+[jobs.db]
+task = "builtin:command"
+allow.http = ["http://127.0.0.1:9200"]
+allow.commands = ["sh"]
+
+[jobs.db.allow.secrets]
+A = { header = "Authorization", origins = ["http://evil.example.com"] }
+B = { env = "PGPASSWORD", programs = ["curl"] }
+C = { header = "Host", origins = ["http://127.0.0.1:9200"] }
+D = { env = "LD_PRELOAD", programs = ["sh"] }
+E = { header = "Authorization" }
+F = {}
+"#,
+    );
+    find(
+        &problems,
+        &[
+            "allow.secrets.A.origins[0]",
+            "which `allow.http` does not grant",
+        ],
+    );
+    find(
+        &problems,
+        &[
+            "allow.secrets.B.programs[0]",
+            "which `allow.commands` does not grant",
+        ],
+    );
+    find(
+        &problems,
+        &["allow.secrets.C.header", "cannot carry a secret"],
+    );
+    find(
+        &problems,
+        &["allow.secrets.D.env", "never passed to a program"],
+    );
+    find(&problems, &["allow.secrets.E.header", "say which origins"]);
+    find(&problems, &["allow.secrets.F", "binds the secret nowhere"]);
+    assert_eq!(problems.len(), 6, "{problems:#?}");
+}
+
+#[test]
+fn a_list_of_secret_names_says_how_to_bind_them() {
+    let problems =
+        problems("[jobs.db]\ntask = \"builtin:command\"\nallow.secrets = [\"ES_PASSWORD\"]\n");
+    let problem = find(&problems, &["job `db`", "no longer grants anything"]);
+    assert!(problem.message.contains("origins"), "{problem}");
+    assert!(problem.location.contains("line 3"), "{problem}");
+}
+
+#[test]
+fn programs_may_declare_their_environment_and_argument_rules() -> anyhow::Result<()> {
+    let config = parse(
+        r#"
+[jobs.files.allow.commands]
+sh = { env = ["TZ", "PGHOST"], deny-args = ["--to-command*"], allow-args = ["-*"] }
+"/bin/sh" = {}
+
+[jobs.files]
+task = "builtin:command"
+"#,
+        "test.toml",
+        Path::new("/srv/cairn"),
+    )?;
+    let sh = &config.job("files")?.grants.programs["sh"];
+    assert_eq!(
+        sh.env,
+        BTreeSet::from(["PGHOST".to_owned(), "TZ".to_owned()])
+    );
+    assert_eq!(sh.args.deny, vec!["--to-command*".to_owned()]);
+    assert_eq!(sh.args.allow, Some(vec!["-*".to_owned()]));
+    let problems = problems(
+        r#"
+[jobs.files]
+task = "builtin:command"
+allow.commands = { sh = { env = ["LD_PRELOAD", "BASH_FUNC_x%%", "9BAD"], deny-args = [""], shell = true } }
+"#,
+    );
+    find(
+        &problems,
+        &["allow.commands.sh.env[0]", "never passed to a program"],
+    );
+    find(
+        &problems,
+        &[
+            "allow.commands.sh.env[1]",
+            "not an environment variable name",
+        ],
+    );
+    find(
+        &problems,
+        &[
+            "allow.commands.sh.env[2]",
+            "not an environment variable name",
+        ],
+    );
+    find(&problems, &["allow.commands.sh.deny-args[0]", "is empty"]);
+    find(&problems, &["unknown key `shell`"]);
+    Ok(())
+}
+
+#[test]
+fn no_grant_reaches_the_hosts_private_files() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let base = dir.0.join("etc");
+    std::fs::create_dir_all(base.join("data"))?;
+    let text = format!(
+        r#"
+[runtime]
+cache-dir = "{base}/cache"
+
+[repository]
+path = "{base}/repo"
+password-file = "{base}/secrets/repo.pass"
+
+[jobs.everything]
+task = "builtin:command"
+allow.paths = {{ "{base}" = "read" }}
+
+[jobs.inside]
+task = "builtin:command"
+allow.paths = {{ "{base}/cache/sub" = "read-write" }}
+
+[jobs.fine]
+task = "builtin:command"
+allow.paths = {{ "{base}/data" = "read-write" }}
+"#,
+        base = base.display()
+    );
+    std::fs::write(base.join("cairn.toml"), &text)?;
+    let err = load(&base.join("cairn.toml")).unwrap_err();
+    let problems = &err.problems;
+    for what in [
+        "compile cache (",
+        "compile cache key",
+        "state database",
+        "configuration file",
+        "repository (",
+        "repository password file",
+    ] {
+        find(problems, &["job `everything`, key `allow.paths", what]);
+    }
+    find(problems, &["job `inside`", "lies inside the compile cache"]);
+    assert!(
+        problems.iter().all(|p| !p.location.contains("`fine`")),
+        "{problems:#?}"
     );
     Ok(())
 }

@@ -205,6 +205,7 @@ pub fn router(control: Arc<dyn DaemonControl>, token: Option<String>) -> Router 
         .route("/api/runs/{id}", get(show_run))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
+    let has_token = token.is_some();
     let api = match token {
         Some(token) => {
             let expected: Arc<[u8; 32]> = Arc::new(digest(token.as_bytes()));
@@ -218,7 +219,92 @@ pub fn router(control: Arc<dyn DaemonControl>, token: Option<String>) -> Router 
     Router::new()
         .route("/healthz", get(healthz))
         .merge(api)
+        .layer(middleware::from_fn(
+            move |req: Request, next: Next| async move {
+                match check_request_origin(req.headers(), req.method(), has_token) {
+                    Ok(()) => next.run(req).await,
+                    Err(refusal) => refusal.into_response(),
+                }
+            },
+        ))
         .with_state(AppState { control })
+}
+
+/// Guard against other web pages driving the API from the operator's
+/// browser. Without a token, the `Host` must be a loopback name (a page
+/// whose own name resolves to 127.0.0.1, DNS rebinding, sends its own name).
+/// A state-changing request from a browser must come from the API's own
+/// origin (`Origin`, `Sec-Fetch-Site`).
+fn check_request_origin(
+    headers: &HeaderMap,
+    method: &Method,
+    has_token: bool,
+) -> Result<(), ApiError> {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_ascii_lowercase);
+    if !has_token
+        && let Some(host) = &host
+        && !is_loopback_host(host)
+    {
+        return Err(ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            format!(
+                "refusing a request for host `{host}`: without a token the API answers only \
+                 loopback names (localhost, 127.0.0.1, [::1]); set `token-env` or `token-file` \
+                 in [daemon] to serve other names"
+            ),
+        ));
+    }
+    let changes_state = !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !changes_state {
+        return Ok(());
+    }
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok())
+        && matches!(site, "cross-site" | "same-site")
+    {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "refusing a {site} {method} request: the API changes state only for its own pages and for clients that are not browsers"
+            ),
+        ));
+    }
+    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
+        let same = host.as_deref().is_some_and(|host| {
+            let origin = origin.to_ascii_lowercase();
+            origin == format!("http://{host}") || origin == format!("https://{host}")
+        });
+        if !same {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!("refusing a cross-site {method} request from origin {origin}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether `host` (a `Host` header, with or without port) names this machine's loopback.
+fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or_default()
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.bytes().all(|b| b.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        })
+    };
+    let name = name.trim_end_matches('.');
+    name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.to_canonical().is_loopback())
 }
 
 // ---------------------------------------------------------------------------

@@ -4,16 +4,18 @@
 //! A job lists its webhooks under `notify`, one table or a list of them:
 //!
 //! ```toml
+//! [daemon]
+//! webhook-origins = ["https://hooks.slack.com"]   # where webhooks may go
+//!
 //! [jobs.db]
-//! allow.http = ["https://hooks.slack.com"]   # the webhook's origin must be granted
 //! notify = { url = "https://hooks.slack.com/services/T0/B0/XXXX", on = ["failure"],
 //!            template = '{"text": "cairn: {{kind}} of {{job}} {{status}} after {{duration}}: {{error}}"}' }
 //! ```
 //!
-//! - `url`: `http` or `https`. Its origin must be in the job's `allow.http`:
-//!   the grants list every place a job's data may go, and a webhook carries
-//!   job names and error messages. (The task may then reach that origin too;
-//!   a Slack-style webhook is useless without its secret path.)
+//! - `url`: `http` or `https`. Its origin must be in `[daemon]
+//!   webhook-origins`, the webhooks' own allowlist: a webhook carries job
+//!   names and error messages, and listing its origin there does not let any
+//!   task reach it (that would take `allow.http`).
 //! - `on`: which endings to report, any of `failure` (the run `failed`, was
 //!   `cancelled` or `interrupted`), `success` (`succeeded`) and `skipped` (a
 //!   fire refused by the concurrency policy). Default `["failure"]`.
@@ -679,7 +681,7 @@ mod tests {
                 .contains("https://evil.example.com is not allowlisted"),
             "{problems:?}"
         );
-        assert!(problems[0].1.contains("`allow.http`"));
+        assert!(problems[0].1.contains("`[daemon] webhook-origins`"));
         assert_eq!(problems[1].0, "on[1]");
         assert!(problems[1].1.contains("unknown event `sucess`"));
         assert_eq!(problems[2].0, "template");
@@ -721,14 +723,15 @@ mod tests {
     fn config_accepts_one_webhook_or_a_list() -> anyhow::Result<()> {
         let config = load(
             r#"
+[daemon]
+webhook-origins = ["https://hooks.slack.com", "http://127.0.0.1:9000"]
+
 [jobs.db]
 task = "builtin:directory"
-allow.http = ["https://hooks.slack.com", "http://127.0.0.1:9000"]
 notify = { url = "https://hooks.slack.com/services/T0/B0/X", on = ["failure", "success"], template = '{"text": "{{job}} {{status}}"}' }
 
 [jobs.files]
 task = "builtin:directory"
-allow.http = ["http://127.0.0.1:9000"]
 
 [[jobs.files.notify]]
 url = "http://127.0.0.1:9000/hook"
@@ -758,14 +761,14 @@ on = ["skipped"]
     fn config_rejects_unlisted_origins_and_bad_values_naming_the_job() {
         let problems = load(
             r#"
+[daemon]
+webhook-origins = ["https://hooks.slack.com", "http://127.0.0.1:9000"]
 [jobs.db]
 task = "builtin:directory"
-allow.http = ["https://hooks.slack.com"]
 notify = { url = "https://attacker.example.com/collect", on = ["failure"] }
 
 [jobs.files]
 task = "builtin:directory"
-allow.http = ["http://127.0.0.1:9000"]
 notify = [
   { url = "http://127.0.0.1:9000/ok" },
   { url = "http://127.0.0.1:9000/x", on = ["failure", "always"], template = '{"text": "{{oops}}"}' },
@@ -773,7 +776,6 @@ notify = [
 
 [jobs.web]
 task = "builtin:directory"
-allow.http = ["http://127.0.0.1:9000"]
 notify = { url = "http://127.0.0.1:9000/y", urll = "typo" }
 "#,
         )
@@ -787,9 +789,9 @@ notify = { url = "http://127.0.0.1:9000/y", urll = "typo" }
         assert!(
             has(&[
                 "job `db`, key `notify.url`",
-                "line 5",
+                "line 6",
                 "https://attacker.example.com is not allowlisted",
-                "allow.http"
+                "webhook-origins"
             ]),
             "{problems:#?}"
         );
@@ -809,7 +811,7 @@ notify = { url = "http://127.0.0.1:9000/y", urll = "typo" }
         );
         assert!(
             has(&[
-                "job `web` (line 18",
+                "job `web` (line 17",
                 "unknown key `urll` in `notify`; did you mean `url`?"
             ]),
             "{problems:#?}"

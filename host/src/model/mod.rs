@@ -17,11 +17,11 @@ pub mod run;
 pub mod schedule;
 pub mod secret;
 
-pub use grants::{Access, GrantedProgram, Grants, SecretGrant};
+pub use grants::{Access, ArgPolicy, GrantedProgram, Grants, SecretGrant, glob_match, unsafe_env};
 pub use limits::Limits;
 pub use module::{Digest, ModuleKind, ModuleRef, PipelineRef};
 pub use notify::{Event, Template, Webhook};
-pub use origin::{OriginPattern, origin_of};
+pub use origin::{OriginPattern, origin_of, reserved_header};
 pub use repository::{RepositorySettings, Retention};
 pub use run::{RunKind, RunStatus, Trigger};
 pub use schedule::{Concurrency, FireAction, Missed, Retries, Schedule, ScheduleError};

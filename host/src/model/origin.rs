@@ -88,6 +88,23 @@ impl fmt::Display for OriginPattern {
     }
 }
 
+/// Why a request header is the host's to set (a module may not), or `None`:
+/// `Host` (which server the request is for), and the headers that frame
+/// the request on the wire.
+#[must_use]
+pub fn reserved_header(name: &str) -> Option<&'static str> {
+    match name.to_ascii_lowercase().as_str() {
+        "host" => Some("the host sets `Host` from the URL, which the grant checks"),
+        "content-length" | "transfer-encoding" | "te" | "trailer" => {
+            Some("the host frames the request body itself")
+        }
+        "connection" | "keep-alive" | "upgrade" | "proxy-connection" => {
+            Some("the host manages connections itself")
+        }
+        _ => None,
+    }
+}
+
 /// The origin of `url` as `scheme://host:port`, for messages and needs checks.
 pub fn origin_of(url: &Url) -> String {
     format!(

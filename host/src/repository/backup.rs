@@ -334,8 +334,9 @@ impl BackupSession {
 
     /// Archive directory (or single file) `path` as tree artifact `name`: contents,
     /// modes, owners, mtimes, symlinks and empty directories, so that `restic
-    /// restore` reproduces it. Symlinks inside are stored, not followed; `path`
-    /// itself is resolved.
+    /// restore` reproduces it. Symlinks inside are stored, not followed; a
+    /// `path` that is itself a symlink is refused (callers acting for a module
+    /// resolve it beneath its grant first, see `capabilities::fs`).
     ///
     /// # Errors
     ///
@@ -345,14 +346,17 @@ impl BackupSession {
     pub fn add_tree(&mut self, name: &str, path: &Path) -> Result<ArtifactInfo, RepoError> {
         self.check_new_name(name)?;
         let what = format!("archiving tree artifact `{name}` from {}", path.display());
-        let root = std::fs::canonicalize(path).map_err(|source| RepoError::Io {
+        let root = path.to_path_buf();
+        let root_meta = std::fs::symlink_metadata(&root).map_err(|source| RepoError::Io {
             what: what.clone(),
             source,
         })?;
-        let root_meta = std::fs::metadata(&root).map_err(|source| RepoError::Io {
-            what: what.clone(),
-            source,
-        })?;
+        if root_meta.file_type().is_symlink() {
+            return Err(RepoError::Failed {
+                what,
+                message: "it is a symlink; archive the directory it points to".into(),
+            });
+        }
         let health = Arc::new(Health::default());
         let src = LocalSource::new(
             LocalSourceSaveOptions::default(),

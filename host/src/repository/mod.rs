@@ -63,7 +63,7 @@ use rustic_core::{
 };
 
 pub use backup::BackupSession;
-pub use restore::RestoreSession;
+pub use restore::{RestoreSession, RestoredTree};
 pub use retention::{Retention, apply_retention};
 
 use gate::GateBackend;
@@ -344,7 +344,12 @@ fn failed(what: impl Into<String>) -> impl FnOnce(Box<RusticError>) -> RepoError
 
 /// Check an artifact name: `[A-Za-z0-9._-]+`, not starting with `.` or `-`
 /// (`.` is reserved, and the name must sort after `.cairn`).
-fn validate_name(name: &str) -> Result<(), RepoError> {
+/// Check that `name` can name an artifact: letters, digits, `.`, `_` and
+/// `-`, at most 255 bytes, not starting with `.` or `-`.
+///
+/// # Errors
+/// [`RepoError::InvalidName`] saying why.
+pub fn validate_name(name: &str) -> Result<(), RepoError> {
     let why = if name.is_empty() {
         "it is empty"
     } else if name.starts_with(['.', '-']) {

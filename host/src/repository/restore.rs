@@ -238,24 +238,22 @@ impl RestoreSession {
         Ok(Box::new(self.reader(&node)?))
     }
 
-    /// Restore tree artifact `name` into directory `target` (created if missing;
-    /// the caller made sure it is empty). A single-file tree artifact is restored
-    /// as `target/<name>`.
+    /// Restore tree artifact `name` into the existing, empty directory
+    /// `target` (the caller makes it, and moves what is restored into
+    /// place). A single-file tree artifact is restored as `target/<name>`.
+    /// Every entry's name is checked first: an empty name, `.`, `..`, or one
+    /// with `/` or NUL (which restic never writes) refuses the restore.
     ///
     /// # Errors
     ///
     /// [`RepoError::NoSuchArtifact`], [`RepoError::WrongKind`], [`RepoError::Failed`].
-    pub fn restore_tree(&self, name: &str, target: &Path) -> Result<ArtifactInfo, RepoError> {
+    pub fn restore_tree(&self, name: &str, target: &Path) -> Result<RestoredTree, RepoError> {
         let (info, node) = self.artifact(name, ArtifactKind::Tree)?;
         let what = format!(
             "restoring artifact `{name}` of snapshot {} into {}",
             self.info.short_id,
             target.display()
         );
-        std::fs::create_dir_all(target).map_err(|source| RepoError::Io {
-            what: what.clone(),
-            source,
-        })?;
         let dest_path = if node.is_dir() {
             target.to_path_buf()
         } else {
@@ -267,6 +265,32 @@ impl RestoreSession {
             .repo
             .ls(&node, &LsOptions::default())
             .map_err(failed(what.clone()))?;
+        let mut seen = std::collections::HashSet::new();
+        let mut links = std::collections::HashSet::new();
+        for entry in ls.clone() {
+            let (path, entry) = entry.map_err(failed(what.clone()))?;
+            let refuse = |message: String| RepoError::Failed {
+                what: what.clone(),
+                message,
+            };
+            check_entry_path(&path).map_err(refuse)?;
+            if !seen.insert(path.clone()) {
+                return Err(refuse(format!(
+                    "entry {} appears twice; refusing to restore it",
+                    path.display()
+                )));
+            }
+            if let Some(link) = path.ancestors().skip(1).find(|a| links.contains(*a)) {
+                return Err(refuse(format!(
+                    "entry {} lies under {}, which is a symlink; refusing to restore it",
+                    path.display(),
+                    link.display()
+                )));
+            }
+            if entry.is_symlink() {
+                links.insert(path);
+            }
+        }
         let opts = RestoreOptions::default();
         let plan = self
             .repo
@@ -275,6 +299,42 @@ impl RestoreSession {
         self.repo
             .restore(plan, &opts, ls, &dest)
             .map_err(failed(what))?;
-        Ok(info)
+        Ok(RestoredTree {
+            info,
+            is_dir: node.is_dir(),
+        })
     }
+}
+
+/// What [`RestoreSession::restore_tree`] restored.
+#[derive(Debug, Clone)]
+pub struct RestoredTree {
+    /// The artifact.
+    pub info: ArtifactInfo,
+    /// Whether its root is a directory (else one file, `target/<name>`).
+    pub is_dir: bool,
+}
+
+/// Refuse an entry path that could leave the restore directory: absolute,
+/// or with an empty, `.` or `..` component, or a NUL.
+fn check_entry_path(path: &Path) -> Result<(), String> {
+    use std::os::unix::ffi::OsStrExt;
+    use std::path::Component;
+    if path.as_os_str().as_bytes().contains(&0) {
+        return Err(format!("entry {path:?} has a NUL byte in its name"));
+    }
+    for component in path.components() {
+        match component {
+            Component::Normal(_) => {}
+            Component::CurDir if path == Path::new(".") => {}
+            _ => {
+                return Err(format!(
+                    "entry {} is not a plain relative path (it has `{}`); refusing to restore it",
+                    path.display(),
+                    component.as_os_str().to_string_lossy()
+                ));
+            }
+        }
+    }
+    Ok(())
 }

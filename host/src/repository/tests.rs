@@ -336,7 +336,8 @@ fn one_session_commits_one_snapshot_that_restores_identically() -> Result<()> {
 
     let target = dir.path().join("restored");
     let info = r.restore_tree("files", &target)?;
-    assert_eq!(info.name, "files");
+    assert_eq!(info.info.name, "files");
+    assert!(info.is_dir);
     assert_eq!(describe(&target)?, describe(&tree)?);
 
     assert!(matches!(

@@ -11,8 +11,9 @@ use url::Url;
 
 use super::Runner;
 use crate::capabilities::bindings::Description;
-use crate::capabilities::log::{Redactor, RunLog};
+use crate::capabilities::log::RunLog;
 use crate::capabilities::progress::no_progress;
+use crate::capabilities::redact::Redactor;
 use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::storage::RunStorage;
 use crate::capabilities::{RunContext, grants_phrase};
@@ -128,7 +129,12 @@ pub async fn describe(
         grants: Arc::new(Grants::default()),
         limits: Limits::default(),
         store,
-        log: RunLog::new("(describe)", "describe", Arc::new(Redactor::default())),
+        log: RunLog::new(
+            "(describe)",
+            "describe",
+            Arc::new(Redactor::default()),
+            &Limits::default(),
+        ),
         secrets: Arc::new(SecretValues::default()),
         functions: Arc::new(BTreeMap::new()),
         progress: no_progress(),

@@ -7,11 +7,13 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use serde_json::Value;
 
-use super::{Runner, redact_json};
+use super::Runner;
 use crate::capabilities::bindings::Context;
 use crate::capabilities::progress::no_progress;
+use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::storage::{RunStorage, StorageMode};
 use crate::config::JobConfig;
+use crate::model::{Grants, SecretGrant};
 use crate::repository::{ForgetReport, SnapshotInfo};
 use crate::runtime::TaskOp;
 
@@ -123,7 +125,16 @@ impl Runner {
             .with_context(what)?;
         let run_id = format!("forget-{}", snapshot.short_id);
         let mut ctx = self.context(job, &run_id, no_progress());
-        ctx.storage = RunStorage::new(StorageMode::Restore(Arc::new(session)));
+        // Only what forgetting needs: the job's HTTP origins and the secrets
+        // bound to their headers, and reading the snapshot's notes and artifacts.
+        let grants = forget_grants(&job.grants);
+        ctx.secrets = Arc::new(SecretValues::resolve(
+            &job.name,
+            &grants.secrets,
+            &self.config().secrets,
+        ));
+        ctx.grants = Arc::new(grants);
+        ctx.storage = RunStorage::new(StorageMode::Forget(Arc::new(session)));
         let log = ctx.log.clone();
         let context = Context {
             job: job.name.clone(),
@@ -138,7 +149,7 @@ impl Runner {
         match out {
             Ok(text) => {
                 let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let value = redact_json(log.redactor(), value);
+                let value = log.redactor().redact_json(value);
                 log.host(
                     "info",
                     &format!(
@@ -160,5 +171,30 @@ impl Runner {
                 Err(anyhow::anyhow!(message)).with_context(what)
             }
         }
+    }
+}
+
+/// What a `forget` hook of a job with `grants` may reach: its HTTP origins
+/// and the secrets bound to request headers, nothing else (no programs,
+/// paths, functions, environment bindings or readable secrets).
+fn forget_grants(grants: &Grants) -> Grants {
+    Grants {
+        http: grants.http.clone(),
+        secrets: grants
+            .secrets
+            .iter()
+            .filter(|(_, g)| !g.headers.is_empty())
+            .map(|(name, g)| {
+                (
+                    name.clone(),
+                    SecretGrant {
+                        headers: g.headers.clone(),
+                        origins: g.origins.clone(),
+                        ..SecretGrant::default()
+                    },
+                )
+            })
+            .collect(),
+        ..Grants::default()
     }
 }

@@ -21,7 +21,7 @@ pub use forget::{ForgetFailure, ForgetOutcome};
 
 use crate::capabilities::RunContext;
 use crate::capabilities::bindings::Context;
-use crate::capabilities::log::{Redactor, RunLog};
+use crate::capabilities::log::RunLog;
 use crate::capabilities::progress::{ProgressSink, no_progress};
 use crate::capabilities::secrets::SecretValues;
 use crate::capabilities::storage::{RunStorage, StorageMode};
@@ -178,14 +178,14 @@ impl Runner {
             &job.grants.secrets,
             &self.config.secrets,
         ));
-        let redactor = Arc::new(Redactor::new(secrets.all_values()));
+        let redactor = Arc::new(secrets.redactor());
         RunContext {
             job: job.name.clone(),
             run_id: run_id.to_string(),
             grants: Arc::new(job.grants.clone()),
             limits: job.limits.clone(),
             store: self.store.clone(),
-            log: RunLog::new(&job.name, run_id, redactor),
+            log: RunLog::new(&job.name, run_id, redactor, &job.limits),
             secrets,
             functions: self.functions.clone(),
             progress,
@@ -255,7 +255,7 @@ impl Runner {
             Ok(json) => (
                 RunStatus::Succeeded,
                 None,
-                Some(redact_json(log.redactor(), json)),
+                Some(log.redactor().redact_json(json)),
             ),
             Err(e) if e.downcast_ref::<Cancelled>().is_some() => (
                 RunStatus::Cancelled,
@@ -522,34 +522,6 @@ impl Runner {
     }
 }
 
-/// `value` with every secret value in its strings, keys and numbers replaced
-/// by `***`, so a task echoing a secret cannot leak it into run history.
-fn redact_json(redactor: &Redactor, value: Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(redactor.redact(&s)),
-        Value::Number(n) => {
-            let text = n.to_string();
-            if redactor.redact(&text) == text {
-                Value::Number(n)
-            } else {
-                Value::String("***".into())
-            }
-        }
-        Value::Array(items) => Value::Array(
-            items
-                .into_iter()
-                .map(|v| redact_json(redactor, v))
-                .collect(),
-        ),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (redactor.redact(&k), redact_json(redactor, v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
 /// The repository password, from where `[repository]` says.
 ///
 /// # Errors
@@ -565,22 +537,4 @@ pub fn repository_password(cfg: &RepositorySettings) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot read the repository password: {e}"))?;
     anyhow::ensure!(!password.is_empty(), "the repository password is empty");
     Ok(password)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn results_are_redacted_in_strings_keys_and_numbers() {
-        let r = Redactor::new(["s3cret".to_string(), "424242".to_string()]);
-        let v = redact_json(
-            &r,
-            json!({"a": "x s3cret y", "s3cret": 1, "n": 424242, "l": ["s3cret"]}),
-        );
-        assert_eq!(
-            v,
-            json!({"a": "x *** y", "***": 1, "n": "***", "l": ["***"]})
-        );
-    }
 }

@@ -19,10 +19,15 @@ pub struct MemoryLimitExceeded {
     pub requested: u64,
 }
 
-/// The limiter of one store. Memory is counted across all the store's memories.
+/// Bytes a table element is counted as (a reference).
+pub const TABLE_ELEMENT_BYTES: u64 = 8;
+
+/// The limiter of one store. Memory is counted across all the store's
+/// memories and tables (each element as [`TABLE_ELEMENT_BYTES`]).
 pub struct RunLimiter {
     memory_limit: u64,
     memory_in_use: u64,
+    tables_in_use: u64,
 }
 
 impl RunLimiter {
@@ -31,6 +36,7 @@ impl RunLimiter {
         Self {
             memory_limit,
             memory_in_use: 0,
+            tables_in_use: 0,
         }
     }
 }
@@ -43,10 +49,10 @@ impl ResourceLimiter for RunLimiter {
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
         let total = self.memory_in_use - (current as u64).min(self.memory_in_use) + desired as u64;
-        if total > self.memory_limit {
+        if total + self.tables_in_use > self.memory_limit {
             return Err(wasmtime::Error::new(MemoryLimitExceeded {
                 limit: self.memory_limit,
-                requested: total,
+                requested: total + self.tables_in_use,
             }));
         }
         self.memory_in_use = total;
@@ -55,11 +61,23 @@ impl ResourceLimiter for RunLimiter {
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        let grown = (desired.saturating_sub(current) as u64) * TABLE_ELEMENT_BYTES;
+        let total = self.memory_in_use + self.tables_in_use + grown;
+        if total > self.memory_limit {
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                limit: self.memory_limit,
+                requested: total,
+            }));
+        }
+        self.tables_in_use += grown;
+        Ok(true)
     }
 
     fn instances(&self) -> usize {

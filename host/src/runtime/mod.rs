@@ -437,7 +437,9 @@ impl Runtime {
         };
         let out = tokio::time::timeout(timeout, work).await;
         let result = finish(&mut store, timeout, out)?;
-        result.map_err(RunError::Module).and_then(check_json)
+        result
+            .map_err(RunError::Module)
+            .and_then(|s| check_json(s, run.limits.result))
     }
 
     /// Call a function module with JSON `params` in its own store.
@@ -464,11 +466,21 @@ impl Runtime {
         };
         let out = tokio::time::timeout(timeout, work).await;
         let result = finish(&mut store, timeout, out)?;
-        result.map_err(RunError::Module).and_then(check_json)
+        result
+            .map_err(RunError::Module)
+            .and_then(|s| check_json(s, run.limits.result))
     }
 }
 
-fn check_json(s: String) -> Result<String, RunError> {
+/// `s` if it is JSON of at most `limit` bytes.
+fn check_json(s: String, limit: u64) -> Result<String, RunError> {
+    if s.len() as u64 > limit {
+        return Err(RunError::BadOutput(format!(
+            "the result is {} long: the job's result-limit is {}",
+            crate::units::format_size(s.len() as u64),
+            crate::units::format_size(limit)
+        )));
+    }
     serde_json::from_str::<serde_json::Value>(&s)
         .map(|_| s)
         .map_err(|e| RunError::BadOutput(format!("result is not JSON: {e}")))

@@ -219,6 +219,27 @@ pub enum StateError {
         /// Who runs it: `process PID on HOST`.
         by: String,
     },
+    /// Setting a key would take the job's state past a limit.
+    #[error("the state of job `{job}` would hold {have}: its limit is {limit} ({key})")]
+    Full {
+        /// The job.
+        job: String,
+        /// What it would hold (`1001 keys`, `17 MiB`).
+        have: String,
+        /// The limit.
+        limit: String,
+        /// Which of the job's limits (`state-keys`, `state-limit`).
+        key: &'static str,
+    },
+}
+
+/// How much state a job may keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvLimits {
+    /// Keys in all.
+    pub keys: u64,
+    /// Bytes of keys and values in all.
+    pub bytes: u64,
 }
 
 /// Storage for run history and job state. Implementations are cheap to call
@@ -331,11 +352,13 @@ pub trait StateStore: Send + Sync {
     /// When the store cannot be read.
     fn kv_get(&self, job: &str, key: &str) -> Result<Option<String>, StateError>;
 
-    /// Set a job's key.
+    /// Set a job's key, if the job's state stays within `limits` (checked
+    /// and written in one transaction).
     ///
     /// # Errors
-    /// When the store cannot be written.
-    fn kv_set(&self, job: &str, key: &str, value: &str) -> Result<(), StateError>;
+    /// [`StateError::Full`] past a limit; when the store cannot be written.
+    fn kv_set(&self, job: &str, key: &str, value: &str, limits: KvLimits)
+    -> Result<(), StateError>;
 
     /// Delete a job's key (missing is fine).
     ///

@@ -15,8 +15,8 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, ffi, params};
 
 use super::{
-    JobState, LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateError, StateStore,
-    Trigger, new_run_id,
+    JobState, KvLimits, LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateError,
+    StateStore, Trigger, new_run_id,
 };
 use crate::sys::now_ms;
 
@@ -723,14 +723,46 @@ impl StateStore for SqliteStore {
         Ok(value)
     }
 
-    fn kv_set(&self, job: &str, key: &str, value: &str) -> Result<(), StateError> {
-        self.conn()
-            .prepare_cached(
-                "INSERT INTO kv (job, key, value, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
-                 ON CONFLICT (job, key) DO UPDATE \
-                 SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
-            )?
-            .execute(params![job, key, value, now_ms()])?;
+    fn kv_set(
+        &self,
+        job: &str,
+        key: &str,
+        value: &str,
+        limits: KvLimits,
+    ) -> Result<(), StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let (keys, bytes): (i64, i64) = tx.query_row(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(CAST(key AS BLOB)) + LENGTH(CAST(value AS BLOB))), 0) \
+             FROM kv WHERE job = ?1 AND key <> ?2",
+            params![job, key],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        let keys = u64::try_from(keys).unwrap_or(0) + 1;
+        let bytes = u64::try_from(bytes).unwrap_or(0) + (key.len() + value.len()) as u64;
+        if keys > limits.keys {
+            return Err(StateError::Full {
+                job: job.to_owned(),
+                have: format!("{keys} keys"),
+                limit: format!("{} keys", limits.keys),
+                key: "state-keys",
+            });
+        }
+        if bytes > limits.bytes {
+            return Err(StateError::Full {
+                job: job.to_owned(),
+                have: crate::units::format_size(bytes),
+                limit: crate::units::format_size(limits.bytes),
+                key: "state-limit",
+            });
+        }
+        tx.prepare_cached(
+            "INSERT INTO kv (job, key, value, updated_at_ms) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (job, key) DO UPDATE \
+             SET value = excluded.value, updated_at_ms = excluded.updated_at_ms",
+        )?
+        .execute(params![job, key, value, now_ms()])?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -763,6 +795,11 @@ impl StateStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const LIMITS: KvLimits = KvLimits {
+        keys: 1000,
+        bytes: 1 << 20,
+    };
 
     fn line(at_ms: i64, level: &str, message: &str, fields: &[(&str, &str)]) -> LogLine {
         LogLine {
@@ -1255,19 +1292,19 @@ mod tests {
     fn kv_per_job() {
         let store = SqliteStore::open_in_memory().unwrap();
         assert_eq!(store.kv_get("a", "k").unwrap(), None);
-        store.kv_set("a", "k", "1").unwrap();
-        store.kv_set("b", "k", "other").unwrap();
+        store.kv_set("a", "k", "1", LIMITS).unwrap();
+        store.kv_set("b", "k", "other", LIMITS).unwrap();
         assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("1"));
-        store.kv_set("a", "k", "2").unwrap();
+        store.kv_set("a", "k", "2", LIMITS).unwrap();
         assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("2"));
         assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some("other"));
 
         for key in [
             "last/b", "last/a", "last", "lasting", "lasu", "l", "z", "last/é",
         ] {
-            store.kv_set("a", key, "v").unwrap();
+            store.kv_set("a", key, "v", LIMITS).unwrap();
         }
-        store.kv_set("b", "last/c", "v").unwrap();
+        store.kv_set("b", "last/c", "v", LIMITS).unwrap();
         assert_eq!(
             store.kv_keys("a", "last/").unwrap(),
             ["last/a", "last/b", "last/é"]
@@ -1296,7 +1333,7 @@ mod tests {
             store
                 .append_logs(&run.id, &[line(1, "info", "hi", &[])])
                 .unwrap();
-            store.kv_set("db", "k", "v").unwrap();
+            store.kv_set("db", "k", "v", LIMITS).unwrap();
             run.id
         };
         let store = SqliteStore::open(&path).unwrap();
@@ -1372,7 +1409,7 @@ mod tests {
         two.finish_run(&run.id, &outcome(RunStatus::Succeeded))
             .unwrap();
         assert_eq!(one.run(&run.id).unwrap().status, RunStatus::Succeeded);
-        one.kv_set("db", "k", "1").unwrap();
+        one.kv_set("db", "k", "1", LIMITS).unwrap();
         assert_eq!(two.kv_get("db", "k").unwrap().as_deref(), Some("1"));
 
         // Concurrent writers from several threads on both connections.
@@ -1387,7 +1424,9 @@ mod tests {
                         store
                             .append_logs(&run.id, &[line(i, "info", "x", &[])])
                             .unwrap();
-                        store.kv_set("busy", &format!("{t}/{i}"), "v").unwrap();
+                        store
+                            .kv_set("busy", &format!("{t}/{i}"), "v", LIMITS)
+                            .unwrap();
                     }
                 })
             })
@@ -1470,5 +1509,31 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(store.run(&run.id), Err(StateError::Query(_))));
+    }
+
+    #[test]
+    fn a_jobs_state_stays_within_its_limits() {
+        let store = SqliteStore::open_in_memory().unwrap();
+        let small = KvLimits { keys: 2, bytes: 20 };
+        store.kv_set("db", "a", "1234", small).unwrap();
+        store.kv_set("db", "b", "5678", small).unwrap();
+        let err = store.kv_set("db", "c", "x", small).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("3 keys: its limit is 2 keys (state-keys)"),
+            "{err}"
+        );
+        // Replacing a key counts its new value, not the old one too.
+        store.kv_set("db", "a", "123456789", small).unwrap();
+        let err = store
+            .kv_set("db", "a", "x".repeat(20).as_str(), small)
+            .unwrap_err();
+        assert!(err.to_string().contains("state-limit"), "{err}");
+        assert_eq!(
+            store.kv_get("db", "a").unwrap().as_deref(),
+            Some("123456789")
+        );
+        // Other jobs have their own.
+        store.kv_set("web", "c", "x", small).unwrap();
     }
 }

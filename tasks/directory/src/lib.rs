@@ -394,7 +394,7 @@ impl Task for DirectoryTask {
         let mut artifacts = Vec::with_capacity(placements.len());
         let mut bytes = 0u64;
         for (done, p) in (1..).zip(&placements) {
-            let artifact = storage::restore_tree(&p.name, &p.dest)
+            let artifact = storage::restore_tree(&p.name, &p.dest, params.overwrite)
                 .with_context(|| format!("restoring `{}` into {}", p.name, p.dest))?;
             log::info_with(
                 format!(

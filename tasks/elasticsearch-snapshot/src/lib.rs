@@ -1049,7 +1049,7 @@ fn restore_archive(settings: &Settings, record: &Record) -> Result<bool> {
         ));
         return Ok(false);
     }
-    storage::restore_tree(artifact, path)
+    storage::restore_tree(artifact, path, false)
         .with_context(|| format!("restoring the archived snapshot repository into {path}"))?;
     log::info(format!(
         "restored the archived snapshot repository into {path}"

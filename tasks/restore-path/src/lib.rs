@@ -96,7 +96,7 @@ impl Function for RestorePath {
         if !params.overwrite {
             paths::check_listing(&path, paths::list_dir(&path))?;
         }
-        let artifact = storage::restore_tree(&name, &path)
+        let artifact = storage::restore_tree(&name, &path, params.overwrite)
             .with_context(|| format!("restoring `{name}` into {path}"))?;
         log::info_with(
             format!(

@@ -25,7 +25,7 @@
 //! | `storage-from-command` | `name`, `program`, `args?`, `env?` | `{"artifact"}` |
 //! | `storage-to-command` | `name`, `program`, `args?`, `env?` | `{"exit_code", "stdout", "stderr"}` |
 //! | `storage-add-tree` | `name`, `path` | `{"artifact"}` |
-//! | `storage-restore-tree` | `name`, `target` | `{"artifact"}` |
+//! | `storage-restore-tree` | `name`, `target`, `overwrite?` | `{"artifact"}` |
 //! | `storage-list` | | `{"artifacts": [{name, kind, size}], "notes": {k: v}}` |
 //! | `note` | `key`, `value` | `{"noted": true}` |
 //! | `steps` | `steps: [<params>…]` | `{"results": [...]}`, stopping at the first error |
@@ -335,7 +335,8 @@ fn run(params: Value) -> Result<Value> {
         "storage-restore-tree" => {
             let name: String = field(&params, "name")?;
             let target: String = field(&params, "target")?;
-            Ok(json!({ "artifact": artifact_json(&storage::restore_tree(&name, &target)?) }))
+            let overwrite = params["overwrite"].as_bool().unwrap_or(false);
+            Ok(json!({ "artifact": artifact_json(&storage::restore_tree(&name, &target, overwrite)?) }))
         }
         "storage-list" => {
             let artifacts: Vec<Value> = storage::list()?.iter().map(artifact_json).collect();
