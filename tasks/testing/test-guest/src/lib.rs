@@ -336,7 +336,9 @@ fn run(params: Value) -> Result<Value> {
             let name: String = field(&params, "name")?;
             let target: String = field(&params, "target")?;
             let overwrite = params["overwrite"].as_bool().unwrap_or(false);
-            Ok(json!({ "artifact": artifact_json(&storage::restore_tree(&name, &target, overwrite)?) }))
+            Ok(
+                json!({ "artifact": artifact_json(&storage::restore_tree(&name, &target, overwrite)?) }),
+            )
         }
         "storage-list" => {
             let artifacts: Vec<Value> = storage::list()?.iter().map(artifact_json).collect();
