@@ -11,9 +11,13 @@
 #
 # Environment:
 #   CAIRN_BIN             the cairn binary (default target/debug/cairn)
-#   CAIRN_TEST_CACHE      compile cache kept between runs (default
-#                         ~/.cache/cairn-tools/test-cache): the first run
-#                         compiles each component (tens of seconds each)
+#   CAIRN_TEST_CACHE      the compile cache every cairn command of the run
+#                         shares (default: one in the work directory). Each
+#                         component is compiled once per run (tens of
+#                         seconds): componentize-py and componentize-js
+#                         snapshot an initialised runtime, so two builds of
+#                         the same sources differ and a cache kept between
+#                         runs would only grow.
 #   CAIRN_TEST_TEMPLATES  0 to skip the templates
 #   CAIRN_TEST_KEEP       1 to keep the work directory
 #   CAIRN_WAIT            seconds to wait for a missing or stale binary (600)
@@ -25,9 +29,9 @@ set -uo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 cairn=${CAIRN_BIN:-$repo/target/debug/cairn}
-cache=${CAIRN_TEST_CACHE:-$HOME/.cache/cairn-tools/test-cache}
 wait_limit=${CAIRN_WAIT:-600}
 work=$(mktemp -d "${TMPDIR:-/tmp}/cairn-languages.XXXXXX")
+cache=${CAIRN_TEST_CACHE:-$work/cache}
 export CAIRN_PASSWORD=languages-test
 export RESTIC_PASSWORD=$CAIRN_PASSWORD
 

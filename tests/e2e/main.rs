@@ -10,6 +10,7 @@ mod es_cluster;
 mod es_snapshot;
 mod examples;
 mod functions;
+mod hostile;
 mod mariadb;
 mod pipeline;
 mod repository;

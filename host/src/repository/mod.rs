@@ -63,7 +63,7 @@ use rustic_core::{
 };
 
 pub use backup::BackupSession;
-pub use restore::{RestoreSession, RestoredTree};
+pub use restore::{RestoreSession, RestoredTree, check_entry_path};
 pub use retention::{Retention, apply_retention};
 
 use gate::GateBackend;

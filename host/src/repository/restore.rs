@@ -317,7 +317,7 @@ pub struct RestoredTree {
 
 /// Refuse an entry path that could leave the restore directory: absolute,
 /// or with an empty, `.` or `..` component, or a NUL.
-fn check_entry_path(path: &Path) -> Result<(), String> {
+pub fn check_entry_path(path: &Path) -> Result<(), String> {
     use std::os::unix::ffi::OsStrExt;
     use std::path::Component;
     if path.as_os_str().as_bytes().contains(&0) {
