@@ -20,7 +20,8 @@
 #                         runs would only grow.
 #   CAIRN_TEST_TEMPLATES  0 to skip the templates
 #   CAIRN_TEST_KEEP       1 to keep the work directory
-#   CAIRN_WAIT            seconds to wait for a missing or stale binary (600)
+#   CAIRN_WAIT            seconds to wait for a missing binary (600); one
+#                         older than wit/ is reported after `plugin inspect`
 #
 # Prints each check; ends with "N passed, M failed" and exits 1 if any failed.
 
@@ -105,6 +106,8 @@ check "JavaScript SDK unit tests (node --test, host imports faked)" \
     bash -c "cd '$here/js' && node --import ./test/register.mjs --test test/sdk.test.js"
 check "TypeScript declarations type-check (tsc -p guest-sdk/js/test)" \
     "$CAIRN_JS_TOOLS/node_modules/.bin/tsc" -p "$here/js/test/tsconfig.json"
+check "examples/js type-checks against the declarations (tsc -p examples/js)" \
+    "$CAIRN_JS_TOOLS/node_modules/.bin/tsc" -p "$repo/examples/js/jsconfig.json"
 
 # --- the cairn binary -----------------------------------------------------
 
@@ -166,6 +169,8 @@ if [[ $templates == 1 ]]; then
     fi
     build "template python (nightly-greeting)" "$work/tpl-python/build.sh"
     build "template js (nightly-greeting)" "$work/tpl-js/build.sh"
+    check "template js type-checks against the SDK's declarations (tsc, jsconfig.json)" \
+        "$CAIRN_JS_TOOLS/node_modules/.bin/tsc" -p "$work/tpl-js/jsconfig.json"
 fi
 
 # --- inspect --------------------------------------------------------------
@@ -267,8 +272,11 @@ params = { url = "$origin/status.json", file = "$work/data/notes.txt", function 
 
 [jobs.$1.allow]
 http = ["$origin"]
-commands = ["cat", "tee"]
 functions = ["$3"]
+
+[jobs.$1.allow.commands]
+cat = { allow-args = ["$work/data/notes.txt"] }
+tee = { allow-args = ["$work/restored/$1.txt"] }
 EOF
 }
 {

@@ -27,7 +27,7 @@
 //!     storage::open("manifest.json")?.read_to_string(&mut manifest)?;
 //!     let restore = Command::new("pg_restore").args(["-d", "app", "--clean"]);
 //!     storage::restore_to_command("app.dump", &restore)?.check()?;
-//!     storage::restore_tree("uploads", "/srv/app/uploads")?;
+//!     storage::restore_tree("uploads", "/srv/app/uploads", true)?;
 //!     Ok(())
 //! }
 //! ```

@@ -721,6 +721,12 @@ async fn secrets_never_come_back_to_the_module_or_the_record() -> anyhow::Result
         "the recorded result: {report_text}"
     );
 
+    // Written to stdout in pieces, over several lines, like a key file.
+    let multi = format!("-----BEGIN KEY-----\n{secret}\n-----END KEY-----");
+    std::fs::write(scratch.path("pw"), &multi)?;
+    let runner = scratch.runner(&body)?;
+    ok(&backup(&runner, json!({"attack": "print-secret", "name": "PW"})).await?);
+
     // Nothing in the run history or the state store holds it.
     for run in runner.store().runs(Some("h"), 100)? {
         let record = serde_json::to_string(&run)?;

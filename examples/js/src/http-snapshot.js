@@ -86,8 +86,9 @@ class HttpSnapshot extends Task {
     const p = ctx.paramsAs(PARAMS);
     const notes = storage.notes();
     const document = storage.open('api.json').json();
-    if (p.restoreCommand.length === 0) throw new Invalid('invalid params: `restore-command` is empty');
-    const command = new shell.Command(...p.restoreCommand);
+    const [program, ...args] = p.restoreCommand;
+    if (!program) throw new Invalid('invalid params: `restore-command` is empty');
+    const command = new shell.Command(program, ...args);
     const output = storage.restoreToCommand('file', command).check();
     log.info('restored', { snapshot: ctx.snapshot, program: command.program });
     return {

@@ -93,8 +93,14 @@ impl Redactor {
     /// Where a suffix of `bytes` starts that is the beginning (four bytes
     /// or more) of a secret form, if one does.
     fn partial_tail(&self, bytes: &[u8]) -> Option<usize> {
+        self.prefix_tail(bytes, 4)
+    }
+
+    /// Where the longest suffix of `bytes` (at least `min` bytes) starts
+    /// that is the beginning of a secret form, if one is.
+    fn prefix_tail(&self, bytes: &[u8], min: usize) -> Option<usize> {
         let from = bytes.len().saturating_sub(self.longest.saturating_sub(1));
-        (from..bytes.len().saturating_sub(3)).find(|&start| {
+        (from..=bytes.len().saturating_sub(min.max(1))).find(|&start| {
             let tail = &bytes[start..];
             self.forms
                 .iter()
@@ -217,42 +223,33 @@ fn url_encode(bytes: &[u8], plus: bool, upper: bool) -> String {
 }
 
 /// Redacts data that arrives in pieces: each piece is redacted together with
-/// the end of the one before, so that a secret split across pieces is still
-/// found; what could still be the start of a secret is held back until the
-/// next piece (or [`StreamRedactor::finish`]).
-pub struct StreamRedactor<'a> {
-    redactor: &'a Redactor,
+/// the end of the one before, so that a secret split across pieces (or over
+/// several lines, like a key file) is still found; what could still be the
+/// start of a secret is held back until the next piece (or
+/// [`StreamRedactor::finish`]).
+#[derive(Debug, Default)]
+pub struct StreamRedactor {
     held: Vec<u8>,
 }
 
-impl<'a> StreamRedactor<'a> {
-    /// A stream through `redactor`.
-    #[must_use]
-    pub fn new(redactor: &'a Redactor) -> Self {
-        Self {
-            redactor,
-            held: Vec::new(),
-        }
-    }
-
-    /// Redact `piece`; returns what can be passed on now.
-    pub fn push(&mut self, piece: &[u8]) -> Vec<u8> {
-        if self.redactor.is_empty() {
+impl StreamRedactor {
+    /// Redact `piece` with `redactor`; returns what can be passed on now.
+    pub fn push(&mut self, redactor: &Redactor, piece: &[u8]) -> Vec<u8> {
+        if redactor.is_empty() {
             return piece.to_vec();
         }
         self.held.extend_from_slice(piece);
-        let redacted = self.redactor.redact_bytes(&self.held);
-        // Keep back up to `longest - 1` bytes: a secret may start there.
-        let keep = self.redactor.longest.saturating_sub(1).min(redacted.len());
-        let split = redacted.len() - keep;
+        let redacted = redactor.redact_bytes(&self.held);
+        // Keep back only an end that could still become a secret.
+        let split = redactor.prefix_tail(&redacted, 1).unwrap_or(redacted.len());
         self.held = redacted[split..].to_vec();
         redacted[..split].to_vec()
     }
 
     /// The rest, redacted.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(&mut self, redactor: &Redactor) -> Vec<u8> {
         let rest = std::mem::take(&mut self.held);
-        self.redactor.redact_bytes(&rest)
+        redactor.redact_bytes(&rest)
     }
 }
 
@@ -313,10 +310,10 @@ mod tests {
         let r = Redactor::new(["correct-horse-battery".to_owned()]);
         let text = b"log: correct-horse-battery and more correct-horse-battery!";
         for cut in 1..text.len() {
-            let mut s = StreamRedactor::new(&r);
-            let mut out = s.push(&text[..cut]);
-            out.extend(s.push(&text[cut..]));
-            out.extend(s.finish());
+            let mut s = StreamRedactor::default();
+            let mut out = s.push(&r, &text[..cut]);
+            out.extend(s.push(&r, &text[cut..]));
+            out.extend(s.finish(&r));
             assert_eq!(out, b"log: *** and more ***!", "cut at {cut}");
         }
     }

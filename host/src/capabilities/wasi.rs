@@ -12,6 +12,7 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use super::log::RunLog;
+use super::redact::StreamRedactor;
 use crate::model::Access;
 
 /// A guest wrote more than its output cap to stdout or stderr.
@@ -26,6 +27,9 @@ pub struct OutputLimitExceeded {
 
 struct CaptureState {
     written: u64,
+    /// Secrets are masked in the byte stream before it is cut into lines,
+    /// so a value split across writes or lines is still found.
+    redacting: StreamRedactor,
     partial: Vec<u8>,
     /// A line longer than [`MAX_PARTIAL`] was logged cut: drop the rest of it.
     skipping: bool,
@@ -53,6 +57,7 @@ impl Capture {
             log,
             state: Arc::new(Mutex::new(CaptureState {
                 written: 0,
+                redacting: StreamRedactor::default(),
                 partial: Vec::new(),
                 skipping: false,
             })),
@@ -78,9 +83,20 @@ impl Capture {
 
     /// Log any unterminated last line.
     pub fn flush_partial(&self) {
-        let rest = std::mem::take(&mut self.state.lock().unwrap().partial);
-        if !rest.is_empty() {
-            self.emit(&rest);
+        let rest = {
+            let mut st = self.state.lock().unwrap();
+            let redactor = self.log.redactor_arc();
+            let held = st.redacting.finish(&redactor);
+            let mut rest = std::mem::take(&mut st.partial);
+            if !st.skipping {
+                rest.extend_from_slice(&held);
+            }
+            rest
+        };
+        for line in rest.split(|b| *b == b'\n') {
+            if !line.is_empty() {
+                self.emit(line);
+            }
         }
     }
 }
@@ -121,10 +137,11 @@ impl OutputStream for Capture {
                     },
                 )));
             }
+            let redactor = self.log.redactor_arc();
+            let clean = st.redacting.push(&redactor, &bytes);
             // Whole lines go to the log. A line longer than MAX_PARTIAL is
-            // logged cut once and the rest of it dropped, so no piece of it
-            // (which could start in the middle of a secret) is logged alone.
-            let mut rest: &[u8] = &bytes;
+            // logged cut once and the rest of it dropped.
+            let mut rest: &[u8] = &clean;
             while !rest.is_empty() {
                 let newline = rest.iter().position(|b| *b == b'\n');
                 let (chunk, ends_line) = match newline {

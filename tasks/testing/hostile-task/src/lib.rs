@@ -18,6 +18,7 @@
 //! | `hold-stream` | `name` | opens a writer and never finishes it |
 //! | `log-flood` | `lines`, `mib` | logs `lines` lines of `mib` MiB |
 //! | `print-flood` | `bytes` | writes a line of `bytes` bytes to stdout |
+//! | `print-secret` | `name` | reads a secret and writes it to stdout three bytes at a time |
 //! | `state-flood` | `keys`, `bytes` | sets keys of `bytes` bytes until refused |
 //! | `open-readers` | `name`, `count` | opens `count` readers of one artifact |
 //! | `big-result` | `mib` | returns a result of `mib` MiB |
@@ -173,6 +174,18 @@ fn attack(params: &Value) -> Result<Value> {
             out.write_all(b"\n").map_err(io)?;
             out.flush().map_err(io)?;
             Ok(json!({ "printed": bytes }))
+        }
+        "print-secret" => {
+            // Write a readable secret to stdout in small pieces.
+            let name: String = field(params, "name")?;
+            let value = secrets::get(&name)?;
+            let mut out = std::io::stdout();
+            for chunk in value.as_bytes().chunks(3) {
+                out.write_all(chunk).map_err(io)?;
+                out.flush().map_err(io)?;
+            }
+            out.write_all(b"\n").map_err(io)?;
+            Ok(json!({ "printed": value.len() }))
         }
         "state-flood" => {
             let keys: usize = field(params, "keys")?;

@@ -1,0 +1,5 @@
+include!("../expose.rs");
+
+fn main() {
+    expose("../../../tasks/elasticsearch-dump/src");
+}

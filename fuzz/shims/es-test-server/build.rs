@@ -1,0 +1,5 @@
+include!("../expose.rs");
+
+fn main() {
+    expose("../../../tests/elasticsearch-server/src");
+}
