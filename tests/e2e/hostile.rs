@@ -28,7 +28,7 @@ fn hostile_function() -> PathBuf {
 
 /// A config with a local repository, the hostile function and job `h`
 /// running the hostile task with `extra` job keys and `allow` grants.
-fn config(extra: &str, allow: &str) -> String {
+pub(crate) fn config(extra: &str, allow: &str) -> String {
     // SAFETY: every test sets the same value.
     unsafe { std::env::set_var(PASSWORD_ENV, "hostile") };
     format!(
@@ -63,13 +63,13 @@ async fn run(runner: &Runner, kind: RunKind, params: Value) -> anyhow::Result<Ru
         .await
 }
 
-async fn backup(runner: &Runner, params: Value) -> anyhow::Result<RunReport> {
+pub(crate) async fn backup(runner: &Runner, params: Value) -> anyhow::Result<RunReport> {
     run(runner, RunKind::Backup, params).await
 }
 
 /// The result of a run that must have succeeded.
 #[track_caller]
-fn ok(report: &RunReport) -> Value {
+pub(crate) fn ok(report: &RunReport) -> Value {
     assert!(
         report.succeeded(),
         "expected the run to succeed, it ended {:?}: {:?}",
@@ -81,7 +81,7 @@ fn ok(report: &RunReport) -> Value {
 
 /// The error of a run that must have failed, with every needle in it.
 #[track_caller]
-fn denied(report: &RunReport, needles: &[&str]) -> String {
+pub(crate) fn denied(report: &RunReport, needles: &[&str]) -> String {
     let error = report.run.error.clone().unwrap_or_else(|| {
         panic!(
             "expected the run to fail, it ended {:?} with {:?}",

@@ -16,3 +16,4 @@ mod pipeline;
 mod repository;
 mod sandbox;
 mod support;
+mod tls;

@@ -38,16 +38,20 @@ const MAX_REDIRECTS: usize = 10;
 /// Requests a store may have started and not yet dropped (`start`).
 pub const MAX_PENDING: usize = 8;
 
-/// A client shared by all runs: no automatic redirects (each hop is checked
-/// against the grant here), no proxies from the environment.
-pub fn client() -> reqwest::Client {
+/// How every client of the host is set up: no automatic redirects (each hop
+/// is checked against the grant here), no proxies from the environment.
+pub fn builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(CONNECT_TIMEOUT)
         .no_proxy()
         .user_agent(concat!("cairn/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("TLS backend initialises")
+}
+
+/// The client shared by all runs, for origins without TLS settings of their
+/// own (public roots).
+pub fn client() -> reqwest::Client {
+    builder().build().expect("TLS backend initialises")
 }
 
 /// Why a request was refused or failed.
@@ -160,6 +164,9 @@ struct Sender {
     origins: Vec<OriginPattern>,
     body_cap: u64,
     client: reqwest::Client,
+    /// Clients for origins with TLS settings (`[jobs.NAME.tls]`), exact
+    /// origins before wildcard ones.
+    tls: Vec<(OriginPattern, reqwest::Client)>,
     secrets: Arc<SecretValues>,
     redactor: Arc<Redactor>,
     log: RunLog,
@@ -178,12 +185,28 @@ impl Capability for HttpCap {
     /// Requests of the run's job to its granted origins, bodies capped at
     /// its `http-body-limit`.
     fn prepare(run: &RunContext, host: &HostShared) -> anyhow::Result<Self> {
+        let mut tls = Vec::new();
+        for settings in &run.grants.tls {
+            if settings.trust == Some(crate::model::ServerTrust::Insecure) {
+                run.log.push(
+                    "warn",
+                    &format!(
+                        "TLS certificates of {} are not verified (`insecure = true`)",
+                        settings.origin
+                    ),
+                    &[],
+                );
+            }
+            tls.push((settings.origin.clone(), super::tls::client(settings)?));
+        }
+        tls.sort_by_key(|(origin, _)| origin.is_wildcard());
         Ok(Self {
             sender: Arc::new(Sender {
                 job: run.job.clone(),
                 origins: run.grants.http.clone(),
                 body_cap: run.limits.http_body,
                 client: host.http.clone(),
+                tls,
                 secrets: run.secrets.clone(),
                 redactor: run.log.redactor_arc(),
                 log: run.log.clone(),
@@ -208,6 +231,14 @@ impl Sender {
             job: self.job.clone(),
             granted: grants_phrase(&self.origins),
         })
+    }
+
+    /// The client for `url`: its origin's TLS settings, else the shared one.
+    fn client_for(&self, url: &Url) -> &reqwest::Client {
+        self.tls
+            .iter()
+            .find(|(origin, _)| origin.matches(url))
+            .map_or(&self.client, |(_, client)| client)
     }
 
     async fn send(&self, req: Request) -> Result<Response, HttpError> {
@@ -260,7 +291,7 @@ impl Sender {
             self.check(&url)?;
             self.log.push("debug", &format!("http {method} {url}"), &[]);
             let mut builder = self
-                .client
+                .client_for(&url)
                 .request(method.clone(), url.clone())
                 .headers(headers.clone());
             if let Some(b) = &body {
@@ -270,7 +301,18 @@ impl Sender {
             let resp = tokio::time::timeout(remaining, builder.send())
                 .await
                 .map_err(|_| timed_out(&method, &url))?
-                .map_err(|e| HttpError::Failed(format!("{method} {url}: {}", error_chain(&e))))?;
+                .map_err(|e| {
+                    let mut message = format!("{method} {url}: {}", error_chain(&e));
+                    if message.contains("invalid peer certificate") {
+                        message.push_str(&format!(
+                            " (the server's certificate is not trusted: give the job \
+                             `[jobs.{}.tls.\"{}\"]` with `ca-file` or `ca-fingerprint`)",
+                            self.job,
+                            origin_of(&url)
+                        ));
+                    }
+                    HttpError::Failed(message)
+                })?;
             let status = resp.status();
             if status.is_redirection()
                 && let Some(loc) = resp.headers().get(reqwest::header::LOCATION)

@@ -25,6 +25,7 @@ pub mod shell;
 pub mod state;
 pub mod storage;
 pub mod time;
+pub mod tls;
 pub mod wasi;
 
 use std::collections::BTreeMap;

@@ -189,6 +189,29 @@ pub struct JobFile {
     /// `daemon::notify`). Their origins must be in `allow.http`.
     #[serde(default)]
     pub notify: NotifyFiles,
+    /// TLS settings by HTTPS origin (`tls."https://es:9200"`), each origin
+    /// as `allow.http` grants it.
+    #[serde(default)]
+    pub tls: BTreeMap<String, TlsFile>,
+}
+
+/// `[jobs.NAME.tls."https://host:port"]`: how TLS is spoken to that origin.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct TlsFile {
+    /// PEM file of the certificate authorities to trust (instead of the
+    /// public roots).
+    pub ca_file: Option<PathBuf>,
+    /// SHA-256 fingerprint of the server's certificate or of a CA in its
+    /// chain: `sha256:AB:CD:…` or 64 hex digits.
+    pub ca_fingerprint: Option<String>,
+    /// PEM file of a client certificate (leaf first), with `client-key`.
+    pub client_cert: Option<PathBuf>,
+    /// PEM file of the client certificate's private key.
+    pub client_key: Option<PathBuf>,
+    /// Do not verify the server at all (throwaway test clusters only).
+    #[serde(default)]
+    pub insecure: bool,
 }
 
 /// `[jobs.NAME.allow]`.

@@ -211,11 +211,23 @@ fn parse_file(
     }
 }
 
-/// Things worth telling the user that do not stop a job from loading: today,
-/// granted programs that are not installed (their runs fail when they call them).
+/// Things worth telling the user that do not stop a job from loading:
+/// granted programs that are not installed (their runs fail when they call
+/// them), and origins whose certificates are not verified.
 pub fn warnings(config: &Config) -> Vec<Problem> {
     let mut warnings = Vec::new();
     for job in config.jobs.values() {
+        for settings in &job.grants.tls {
+            if settings.trust == Some(crate::model::ServerTrust::Insecure) {
+                warnings.push(Problem {
+                    location: format!("job `{}`, key `tls.\"{}\"`", job.name, settings.origin),
+                    message: "`insecure = true`: the server's certificate is not verified, so \
+                              anyone on the network path can read and change the traffic \
+                              (and the credentials sent); use `ca-file` or `ca-fingerprint`"
+                        .to_owned(),
+                });
+            }
+        }
         for program in job.grants.programs.values() {
             if program.path.is_none() {
                 warnings.push(Problem {

@@ -20,8 +20,9 @@ use super::file::{
 use super::{Config, DEFAULT_KEEP_RUNS, DEFAULT_LISTEN, DaemonConfig, JobConfig};
 use crate::builtins::{self, ModuleKind};
 use crate::model::{
-    ArgPolicy, Grants, Limits, ModuleRef, OriginPattern, PipelineRef, RepositorySettings, Retries,
-    Schedule, ScheduleError, SecretGrant, SecretSource, Webhook,
+    ArgPolicy, ClientIdentity, Grants, Limits, ModuleRef, OriginPattern, PipelineRef,
+    RepositorySettings, Retries, Schedule, ScheduleError, SecretGrant, SecretSource, ServerTrust,
+    TlsOrigin, Webhook, tls,
 };
 use crate::pipeline::{self, Pipeline, PipelineFile};
 use crate::sys::{self, normalize};
@@ -561,7 +562,8 @@ impl Checker<'_, '_> {
 
         let limits = self.limits(&job, &at);
         let (cron, retries, keep_runs) = self.job_timing(&job, &at);
-        let grants = self.grants(&job.allow, &owner, custom_functions);
+        let mut grants = self.grants(&job.allow, &owner, custom_functions);
+        grants.tls = self.tls(&job, &grants.http, &at);
         let notify = self.webhooks(&job, webhook_origins, &at);
 
         task.map(|task| JobConfig {
@@ -605,6 +607,129 @@ impl Checker<'_, '_> {
             }
         }
         webhooks
+    }
+
+    /// The job's `tls` table: each key an `https` origin its `allow.http`
+    /// grants, each file readable and usable.
+    fn tls(
+        &mut self,
+        job: &JobFile,
+        granted: &[OriginPattern],
+        at: &dyn Fn(&[&str]) -> Vec<Seg>,
+    ) -> Vec<TlsOrigin> {
+        let mut out = Vec::new();
+        for (origin_text, file) in &job.tls {
+            let here = |field: Option<&str>| {
+                let mut keys = vec!["tls", origin_text.as_str()];
+                keys.extend(field);
+                at(&keys)
+            };
+            let origin = match OriginPattern::parse(origin_text) {
+                Ok(origin) if origin.scheme() != "https" => {
+                    self.report(
+                        &here(None),
+                        format!("`{origin_text}` is not an https origin; TLS settings apply to `https://` origins"),
+                    );
+                    continue;
+                }
+                Ok(origin) if !granted.contains(&origin) => {
+                    self.report(
+                        &here(None),
+                        format!(
+                            "TLS settings for {origin}, which `allow.http` does not grant; \
+                             grant it there (as written here) or remove these settings"
+                        ),
+                    );
+                    continue;
+                }
+                Ok(origin) => origin,
+                Err(message) => {
+                    self.report(&here(None), message);
+                    continue;
+                }
+            };
+            let mut trusts = Vec::new();
+            if let Some(path) = &file.ca_file {
+                trusts.push(("ca-file", Some(ServerTrust::CaFile(self.resolve(path)))));
+            }
+            if let Some(text) = &file.ca_fingerprint {
+                match tls::parse_fingerprint(text) {
+                    Ok(pin) => trusts.push(("ca-fingerprint", Some(ServerTrust::Fingerprint(pin)))),
+                    Err(message) => {
+                        self.report(&here(Some("ca-fingerprint")), message);
+                        trusts.push(("ca-fingerprint", None));
+                    }
+                }
+            }
+            if file.insecure {
+                trusts.push(("insecure", Some(ServerTrust::Insecure)));
+            }
+            if trusts.len() > 1 {
+                let names: Vec<&str> = trusts.iter().map(|(name, _)| *name).collect();
+                self.report(
+                    &here(None),
+                    format!(
+                        "sets {}: choose one way to verify the server",
+                        names.join(" and ")
+                    ),
+                );
+                continue;
+            }
+            let trust = match trusts.pop() {
+                Some((_, None)) => continue,
+                Some((_, Some(trust))) => Some(trust),
+                None => None,
+            };
+            let client = match (&file.client_cert, &file.client_key) {
+                (Some(cert), Some(key)) => Some(ClientIdentity {
+                    cert: self.resolve(cert),
+                    key: self.resolve(key),
+                }),
+                (None, None) => None,
+                (Some(_), None) => {
+                    self.report(
+                        &here(Some("client-cert")),
+                        "needs `client-key` too (the PEM file of its private key)",
+                    );
+                    continue;
+                }
+                (None, Some(_)) => {
+                    self.report(
+                        &here(Some("client-key")),
+                        "needs `client-cert` too (the PEM file of the certificate)",
+                    );
+                    continue;
+                }
+            };
+            if trust.is_none() && client.is_none() {
+                self.report(
+                    &here(None),
+                    "sets nothing: give `ca-file`, `ca-fingerprint`, `client-cert` and \
+                     `client-key`, or `insecure = true`",
+                );
+                continue;
+            }
+            let settings = TlsOrigin {
+                origin,
+                trust,
+                client,
+            };
+            if let Err(e) = crate::capabilities::tls::check(&settings) {
+                let field = match &e {
+                    crate::capabilities::tls::TlsError::Read { what, .. }
+                    | crate::capabilities::tls::TlsError::Pem { what, .. } => match *what {
+                        "CA file" => Some("ca-file"),
+                        "client certificate" => Some("client-cert"),
+                        _ => Some("client-key"),
+                    },
+                    crate::capabilities::tls::TlsError::Config { .. } => None,
+                };
+                self.report(&here(field), e.to_string());
+                continue;
+            }
+            out.push(settings);
+        }
+        out
     }
 
     fn limits(&mut self, job: &JobFile, at: &dyn Fn(&[&str]) -> Vec<Seg>) -> Limits {
@@ -840,6 +965,16 @@ impl Checker<'_, '_> {
         }
         if let Some(SecretSource::File(file)) = &config.daemon.token {
             private.push(("API token file".into(), file.clone()));
+        }
+        for job in config.jobs.values() {
+            for settings in &job.grants.tls {
+                if let Some(identity) = &settings.client {
+                    private.push((
+                        format!("TLS client key of job `{}`", job.name),
+                        identity.key.clone(),
+                    ));
+                }
+            }
         }
         for (name, source) in &config.secrets {
             if let SecretSource::File(file) = source {

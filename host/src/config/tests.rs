@@ -680,6 +680,114 @@ allow.paths = {{ "{base}/data" = "read-write" }}
 }
 
 #[test]
+fn tls_settings_are_checked_at_their_keys() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let base = &dir.0;
+    std::fs::write(base.join("not-pem.txt"), "hello")?;
+    let text = format!(
+        r#"
+[jobs.es]
+task = "builtin:command"
+allow.http = ["https://es:9200", "http://plain:80", "https://a:1", "https://b:2", "https://c:3", "https://d:4", "https://e:5"]
+
+[jobs.es.tls."https://elsewhere:9200"]
+ca-file = "ca.pem"
+
+[jobs.es.tls."http://plain:80"]
+insecure = true
+
+[jobs.es.tls."https://es:9200"]
+ca-file = "ca.pem"
+insecure = true
+
+[jobs.es.tls."https://a:1"]
+client-cert = "client.pem"
+
+[jobs.es.tls."https://b:2"]
+ca-file = "{base}/missing.pem"
+
+[jobs.es.tls."https://c:3"]
+ca-file = "not-pem.txt"
+
+[jobs.es.tls."https://d:4"]
+ca-fingerprint = "sha256:abcd"
+
+[jobs.es.tls."https://e:5"]
+
+[jobs.es.tls."https://es:9200/"]
+ca-path = "ca.pem"
+"#,
+        base = base.display()
+    );
+    std::fs::write(base.join("cairn.toml"), &text)?;
+    let err = load(&base.join("cairn.toml")).unwrap_err();
+    let problems = &err.problems;
+    find(
+        problems,
+        &["elsewhere", "which `allow.http` does not grant"],
+    );
+    find(problems, &["http://plain:80", "not an https origin"]);
+    find(
+        problems,
+        &["https://es:9200\"", "ca-file and insecure: choose one way"],
+    );
+    find(problems, &["client-cert", "needs `client-key` too"]);
+    find(
+        problems,
+        &["ca-file", "cannot read the CA file", "missing.pem"],
+    );
+    find(problems, &["ca-file", "not-pem.txt holds no certificate"]);
+    find(problems, &["ca-fingerprint", "64 hex digits"]);
+    find(problems, &["https://e:5", "sets nothing"]);
+    find(problems, &["ca-path"]);
+    Ok(())
+}
+
+#[test]
+fn a_tls_client_key_is_private() -> anyhow::Result<()> {
+    let dir = TempDir::new()?;
+    let base = &dir.0;
+    std::fs::create_dir_all(base.join("pki"))?;
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["cairn".to_owned()])?.self_signed(&key)?;
+    std::fs::write(base.join("pki/client.pem"), cert.pem())?;
+    std::fs::write(base.join("pki/client.key"), key.serialize_pem())?;
+    let job = |paths: &str| {
+        format!(
+            r#"
+[jobs.es]
+task = "builtin:command"
+allow.http = ["https://es:9200"]
+allow.paths = {{ "{base}/{paths}" = "read" }}
+
+[jobs.es.tls."https://es:9200"]
+client-cert = "pki/client.pem"
+client-key = "pki/client.key"
+"#,
+            base = base.display()
+        )
+    };
+    std::fs::write(base.join("cairn.toml"), job("pki"))?;
+    let err = load(&base.join("cairn.toml")).unwrap_err();
+    find(
+        &err.problems,
+        &["allow.paths", "holds the TLS client key of job `es`"],
+    );
+
+    std::fs::create_dir_all(base.join("data"))?;
+    std::fs::write(base.join("cairn.toml"), job("data"))?;
+    let config = load(&base.join("cairn.toml"))?;
+    let tls = &config.jobs["es"].grants.tls;
+    assert_eq!(tls.len(), 1, "{tls:?}");
+    assert_eq!(
+        tls[0].client.as_ref().map(|c| c.key.clone()),
+        Some(base.join("pki/client.key"))
+    );
+    assert!(warnings(&config).is_empty());
+    Ok(())
+}
+
+#[test]
 fn secret_sources_need_exactly_one_of_env_or_file() {
     let problems = problems(
         r#"

@@ -170,6 +170,8 @@ impl SecretGrant {
 pub struct Grants {
     /// HTTP origins.
     pub http: Vec<OriginPattern>,
+    /// How TLS is spoken to some of those origins (`[jobs.NAME.tls]`).
+    pub tls: Vec<super::TlsOrigin>,
     /// Programs, by granted name.
     pub programs: BTreeMap<String, GrantedProgram>,
     /// Paths (absolute) and their access.

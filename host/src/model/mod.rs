@@ -1,5 +1,6 @@
 //! The vocabulary the whole host speaks: plain types for modules, grants,
-//! limits, secrets, origins, the repository, schedules, runs and webhooks.
+//! limits, secrets, origins and their TLS settings, the repository, schedules,
+//! runs and webhooks.
 //!
 //! This is the bottom layer: it imports nothing else from the crate (the
 //! architecture test in `tests/e2e/architecture.rs` keeps that true). The
@@ -16,6 +17,7 @@ pub mod repository;
 pub mod run;
 pub mod schedule;
 pub mod secret;
+pub mod tls;
 
 pub use grants::{Access, ArgPolicy, GrantedProgram, Grants, SecretGrant, glob_match, unsafe_env};
 pub use limits::Limits;
@@ -26,3 +28,4 @@ pub use repository::{RepositorySettings, Retention};
 pub use run::{RunKind, RunStatus, Trigger};
 pub use schedule::{Concurrency, FireAction, Missed, Retries, Schedule, ScheduleError};
 pub use secret::{SecretReadError, SecretSource};
+pub use tls::{ClientIdentity, ServerTrust, TlsOrigin};

@@ -62,6 +62,18 @@ impl OriginPattern {
         Ok(Self { scheme, host, port })
     }
 
+    /// The scheme, `http` or `https`.
+    #[must_use]
+    pub fn scheme(&self) -> &str {
+        &self.scheme
+    }
+
+    /// Whether the host has a wildcard (`*` or `*.example.com`).
+    #[must_use]
+    pub fn is_wildcard(&self) -> bool {
+        self.host.starts_with('*')
+    }
+
     /// Whether `url` is on this origin.
     pub fn matches(&self, url: &Url) -> bool {
         let Some(host) = url.host_str() else {
