@@ -25,6 +25,9 @@ use wasmtime::component::Component;
 
 type Tag = Hmac<Sha256>;
 
+/// The layout of an entry file (tag, then precompiled bytes).
+const ENTRY_FORMAT: &str = "hmac-sha256-v1";
+
 /// Bytes of the tag before an entry's precompiled bytes.
 const TAG_LEN: usize = 32;
 
@@ -44,6 +47,9 @@ impl CompileCache {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut h);
         env!("CARGO_PKG_VERSION").hash(&mut h);
+        // The entry format: entries of another format get another name, so
+        // they are never mistaken for tampered ones.
+        ENTRY_FORMAT.hash(&mut h);
         let key_path = crate::sys::cache_key_path(dir);
         let key = match load_or_create_key(&key_path) {
             Ok(key) => Some(key),

@@ -325,9 +325,20 @@ impl Runtime {
                 message: "it exports describe, backup and restore but not `forget`, which the cairn:plugin `task` world now requires: rebuild it with the current cairn-guest (whose `Task::forget` has a default)".into(),
             });
         }
-        let link_err = |e: wasmtime::Error| LoadError::Invalid {
-            what: label.clone(),
-            message: format!("it imports something Cairn does not provide: {e:#}"),
+        let link_err = |e: wasmtime::Error| {
+            let detail = format!("{e:#}");
+            // A `cairn:plugin` function whose signature changed since the
+            // module was built: say so, rather than only the type mismatch.
+            let hint = if detail.contains("cairn:plugin/") && detail.contains("wrong type") {
+                " (the module was built against an older cairn:plugin WIT: rebuild it with \
+                 the current guest SDK; wit/README.md lists the changes)"
+            } else {
+                ""
+            };
+            LoadError::Invalid {
+                what: label.clone(),
+                message: format!("it imports something Cairn does not provide: {detail}{hint}"),
+            }
         };
         let pre = match kind {
             ModuleKind::Task => {
