@@ -3,15 +3,19 @@
 //! crate's `bulk` module is private (the shim compiles the unmodified
 //! sources with public modules; see fuzz/shims/expose.rs).
 //!
-//! The first input byte picks the URL's defaults (bit 0: `/{index}/_bulk`
-//! with index `fuzz-default`; bit 1: `?routing=r1`; bit 2: the first item is
-//! rejected as by `Faults::reject_bulk_items`); the rest is the NDJSON body.
-//! A parsed body is applied to an empty cluster and its response rendered
-//! the way `POST /_bulk` renders it.
+//! The first input byte picks the request and the server: bit 0:
+//! `/{index}/_bulk` with index `fuzz-default`; bit 1: `?routing=r1`; bit 2:
+//! the first item is rejected (`Faults::reject_bulk_items`); bit 3: the
+//! first write is acknowledged but dropped
+//! (`Faults::drop_acknowledged_writes`); bits 4-5: the flavor
+//! (Elasticsearch 7, 8, OpenSearch 2); bit 6: strict settings. The rest is
+//! the NDJSON body. A parsed body is applied to an
+//! empty cluster (security off) and its response rendered the way
+//! `POST /_bulk` renders it.
 //!
 //! Checks: nothing panics; the response is valid JSON; and the
 //! elasticsearch-dump task's reading of a bulk response
-//! (`load::bulk_outcome`) accepts it and, when `errors` is true, sorts
+//! (`load::bulk_outcome_with`, 409s not taken as done) accepts it and, when `errors` is true, sorts
 //! exactly the items without a 2xx status into retried (429/5xx) and
 //! rejected.
 //!
@@ -21,8 +25,9 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use elasticsearch_dump_exposed::load::bulk_outcome;
-use es_test_server_exposed::bulk::{apply, parse_bulk, write_item_body};
+use elasticsearch_dump_exposed::load::bulk_outcome_with;
+use es_test_server_exposed::Flavor;
+use es_test_server_exposed::bulk::{Ctx, apply, parse_bulk, write_item_body};
 use es_test_server_exposed::store::State;
 
 fuzz_target!(|data: &[u8]| {
@@ -35,7 +40,16 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let sent = ops.len();
-    let mut state = State::default();
+    let mut state = State {
+        flavor: match (flags >> 4) & 3 {
+            1 => Flavor::Elasticsearch8,
+            2 => Flavor::OpenSearch2,
+            _ => Flavor::Elasticsearch7,
+        },
+        strict_settings: flags & 0x40 != 0,
+        ..State::default()
+    };
+    let types = state.flavor.has_types();
     let mut response = b"{\"took\":0,\"errors\":".to_vec();
     let mut items = Vec::new();
     // As `POST /_bulk` sets it: whether any item failed.
@@ -45,7 +59,12 @@ fuzz_target!(|data: &[u8]| {
     let mut not_2xx = 0;
     for (i, op) in ops.into_iter().enumerate() {
         let action = op.action;
-        let result = apply(&mut state, op, i == 0 && flags & 4 != 0);
+        let ctx = Ctx {
+            reject: i == 0 && flags & 4 != 0,
+            drop: i == 0 && flags & 8 != 0,
+            principal: None,
+        };
+        let result = apply(&mut state, op, ctx);
         errors |= result.outcome.is_err();
         let status = match &result.outcome {
             Ok((_, _, status)) => *status,
@@ -56,7 +75,7 @@ fuzz_target!(|data: &[u8]| {
             items.push(b',');
         }
         items.extend_from_slice(format!("{{\"{}\":", format!("{action:?}").to_lowercase()).as_bytes());
-        write_item_body(&mut items, &result, 1, true);
+        write_item_body(&mut items, &result, 1, true, types);
         items.push(b'}');
     }
     response.extend_from_slice(if errors { b"true" } else { b"false" });
@@ -70,7 +89,7 @@ fuzz_target!(|data: &[u8]| {
             String::from_utf8_lossy(&response)
         );
     }
-    let outcome = bulk_outcome(&response, sent).unwrap_or_else(|e| {
+    let outcome = bulk_outcome_with(&response, sent, false).unwrap_or_else(|e| {
         panic!(
             "elasticsearch-dump refuses the double's bulk response ({e}): {}",
             String::from_utf8_lossy(&response)

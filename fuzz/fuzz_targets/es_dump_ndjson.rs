@@ -6,12 +6,14 @@
 //! fuzz/shims/expose.rs).
 //!
 //! The first input byte picks what the rest is (`byte % 4`):
-//! - 0: a `_bulk` response for `load::bulk_outcome(body, sent)`, `sent`
-//!   being the number of `items` when the body has them (bit 4 of the first
-//!   byte set: one more, a mismatch), else the first byte;
+//! - 0: a `_bulk` response for `load::bulk_outcome_with(body, sent,
+//!   conflicts_done)`, `sent` being the number of `items` when the body has
+//!   them (bit 4 of the first byte set: one more, a mismatch), else the
+//!   first byte; `conflicts_done` is bit 5;
 //! - 1: a `manifest.json` for `manifest::Manifest::parse`;
-//! - 2: a dump artifact (NDJSON), each non-blank line to `load::Batch::push`
-//!   as the restore reads it;
+//! - 2: a dump artifact (NDJSON), each non-blank line to
+//!   `load::Batch::push_as` as the restore reads it (action `index`, or
+//!   `create` with bit 5);
 //! - 3: an error body for `client::EsProblem::parse`, and a text for
 //!   `client::excerpt` and `client::encode`.
 //!
@@ -27,7 +29,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 
 use elasticsearch_dump_exposed::client::{EsProblem, encode, excerpt};
-use elasticsearch_dump_exposed::load::{Batch, bulk_outcome};
+use elasticsearch_dump_exposed::load::{Batch, bulk_outcome_with};
 use elasticsearch_dump_exposed::manifest::{FORMAT, Manifest};
 
 fn bulk(selector: u8, body: &[u8]) {
@@ -38,7 +40,7 @@ fn bulk(selector: u8, body: &[u8]) {
         Some(n) => n + usize::from(selector & 0x10 != 0),
         None => usize::from(selector),
     };
-    let Ok(outcome) = bulk_outcome(body, sent) else {
+    let Ok(outcome) = bulk_outcome_with(body, sent, selector & 0x20 != 0) else {
         return;
     };
     assert!(outcome.retry.windows(2).all(|w| w[0] < w[1]), "{outcome:?}");
@@ -61,14 +63,15 @@ fn manifest(body: &[u8]) {
     );
 }
 
-fn ndjson(body: &[u8]) {
+fn ndjson(selector: u8, body: &[u8]) {
+    let action = if selector & 0x20 != 0 { "create" } else { "index" };
     let mut batch = Batch::default();
     let mut accepted = 0;
     for line in body.split(|&b| b == b'\n') {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        if batch.push(line).is_ok() {
+        if batch.push_as(line, action).is_ok() {
             accepted += 1;
         }
         assert_eq!(batch.len(), accepted);
@@ -111,7 +114,7 @@ fuzz_target!(|data: &[u8]| {
     match selector % 4 {
         0 => bulk(selector, body),
         1 => manifest(body),
-        2 => ndjson(body),
+        2 => ndjson(selector, body),
         _ => text(body),
     }
 });

@@ -41,15 +41,22 @@ use cairn::model::Access;
 use cairn::repository::check_entry_path;
 
 struct Tree {
-    /// Kept for the process's lifetime (removed by the OS's tmp cleaning,
-    /// not at exit: libFuzzer exits without running destructors).
-    _dir: tempfile::TempDir,
+    /// Kept for the process's lifetime; removed at exit (an `atexit`
+    /// handler: statics are not dropped), left behind only by a crash.
+    dir: tempfile::TempDir,
     grant: PathBuf,
     grants: BTreeMap<PathBuf, Access>,
 }
 
+static TREE: OnceLock<Tree> = OnceLock::new();
+
+extern "C" fn remove_tree() {
+    if let Some(tree) = TREE.get() {
+        let _ = std::fs::remove_dir_all(tree.dir.path());
+    }
+}
+
 fn tree() -> &'static Tree {
-    static TREE: OnceLock<Tree> = OnceLock::new();
     TREE.get_or_init(|| {
         let dir = tempfile::Builder::new()
             .prefix("cairn-fuzz-restore-paths-")
@@ -72,8 +79,10 @@ fn tree() -> &'static Tree {
         link(Path::new("sub"), "to-sub");
         link(Path::new("../../outside/secret"), "sub/escape");
         let grants = BTreeMap::from([(grant.clone(), Access::ReadWrite)]);
+        // SAFETY: registers a plain function; nothing else to uphold.
+        unsafe { libc::atexit(remove_tree) };
         Tree {
-            _dir: dir,
+            dir,
             grant,
             grants,
         }

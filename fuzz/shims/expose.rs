@@ -12,6 +12,9 @@
 //
 // It fails loudly on anything it cannot carry over (`#![…]` inner
 // attributes, `/*! … */` doc comments): change this script, not the crate.
+// Nested file modules (`mod x;` inside a module file) are not supported
+// either: `#[path]` files resolve them next to themselves. It also fails
+// when the crate's `[dependencies]` name one the shim's Cargo.toml lacks.
 
 use std::env;
 use std::fmt::Write as _;
@@ -27,6 +30,7 @@ fn expose(src_dir: &str) {
         .unwrap_or_else(|e| panic!("{src_dir}: {e}"));
     // A directory: cargo re-runs this script when any file under it changes.
     println!("cargo:rerun-if-changed={}", src.display());
+    check_dependencies(&src.parent().expect("src has a parent").join("Cargo.toml"), &manifest_dir.join("Cargo.toml"));
     let lib = src.join("lib.rs");
     let text = fs::read_to_string(&lib).unwrap_or_else(|e| panic!("{}: {e}", lib.display()));
     let mut out = String::new();
@@ -67,4 +71,38 @@ fn expose(src_dir: &str) {
     assert!(modules > 0, "{}: found no `mod NAME;` to expose", lib.display());
     let dest = PathBuf::from(env::var("OUT_DIR").unwrap()).join("exposed.rs");
     fs::write(&dest, out).unwrap();
+}
+
+/// The names under `[dependencies]` of the manifest at `path`.
+fn dependency_names(path: &std::path::Path) -> Vec<String> {
+    let text = fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .skip_while(|l| l.trim() != "[dependencies]")
+        .skip(1)
+        .take_while(|l| !l.trim_start().starts_with('['))
+        .filter_map(|l| {
+            let (name, _) = l.split_once('=')?;
+            // `serde.workspace = true` is `serde`
+            let name = name.trim().split('.').next().unwrap_or_default();
+            (!name.is_empty() && !name.starts_with('#')).then(|| name.to_owned())
+        })
+        .collect()
+}
+
+/// Fail, naming them, when the original crate depends on crates the shim
+/// does not.
+fn check_dependencies(original: &std::path::Path, shim: &std::path::Path) {
+    println!("cargo:rerun-if-changed={}", original.display());
+    let have = dependency_names(shim);
+    let missing: Vec<_> = dependency_names(original)
+        .into_iter()
+        .filter(|d| !have.contains(d))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} depends on {} but {} does not: copy the dependencies over",
+        original.display(),
+        missing.join(", "),
+        shim.display()
+    );
 }

@@ -5,11 +5,10 @@
 //!
 //! They run against the Elasticsearch test server (`cairn-es-test-server`,
 //! a faithful double of the REST subset used, which writes real files under
-//! its `path.repo`) or, when `CAIRN_TEST_ELASTICSEARCH_URL` is set, a real
-//! cluster (optionally with `CAIRN_TEST_ELASTICSEARCH_AUTH`, a whole
-//! `Authorization` header value; the cluster needs `path.repo` set, since
-//! the tests register `fs` repositories at relative locations). The archive
-//! test also needs `CAIRN_TEST_ELASTICSEARCH_PATH_REPO`, the cluster's
+//! its `path.repo`) or, when `CAIRN_ES_URL` is set, a real cluster (CA and
+//! credentials variables in `es_cluster.rs`; the cluster needs `path.repo`
+//! set, since the tests register `fs` repositories at relative locations).
+//! The archive test also needs `CAIRN_ES_PATH_REPO`, the cluster's
 //! `path.repo` as seen from this host. Tests that inject faults or need a
 //! server of their own skip on a real cluster, saying so. Every test uses
 //! its own index, repository and location names.
@@ -21,7 +20,7 @@ use anyhow::Context as _;
 use cairn_es_test_server::Options;
 use serde_json::{Value, json};
 
-use crate::es_cluster::{Cluster, real_cluster};
+use crate::es_cluster::{Cluster, real_cluster, real_path_repo};
 use crate::support::{CliOutput, Scratch, cairn_with_env};
 
 /// The repository password of every test.
@@ -30,13 +29,20 @@ const PASSWORD_ENV: &str = "CAIRN_TEST_PASSWORD";
 /// The secret holding the real cluster's `Authorization` header, if any.
 const AUTH_SECRET: &str = "CAIRN_TEST_ES_SNAPSHOT_AUTH";
 
-/// A fresh test server (or the real cluster) for `test`.
+/// A fresh test server (or the real cluster) for `test`: Elasticsearch
+/// 7.17, validating settings as a real cluster does.
 fn cluster(test: &str) -> anyhow::Result<Cluster> {
-    cluster_with(test, Options::default())
+    cluster_with(test, Options::es7())
 }
 
 fn cluster_with(test: &str, options: Options) -> anyhow::Result<Cluster> {
     Cluster::start("snap", test, options)
+}
+
+/// A test double of its own (a version, security mode or fault a real
+/// cluster cannot be made to produce), also when `CAIRN_ES_URL` is set.
+fn double(test: &str, options: Options) -> anyhow::Result<Cluster> {
+    Cluster::start_double("snap", test, options)
 }
 
 impl Cluster {
@@ -177,7 +183,7 @@ impl Setup {
             }
             (Auth::Default, None) => {}
         }
-        let mut allow = format!("http = [{:?}]\n", cluster.url);
+        let mut allow = format!("http = [{:?}]\n", cluster.origin());
         for name in &granted {
             allow.push_str(&format!(
                 "secrets.{name} = {{ header = \"Authorization\", origins = [{:?}] }}\n",
@@ -191,8 +197,9 @@ impl Setup {
             "[repository]\npath = \"repo\"\npassword-env = \"{PASSWORD_ENV}\"\n\n\
              [state]\npath = \"state.db\"\n\n{secrets}\
              [jobs.search]\ntask = \"builtin:elasticsearch-snapshot\"\nparams = {}\n{extra}\n\n\
-             [jobs.search.allow]\n{allow}",
-            toml_inline(&all)
+             [jobs.search.allow]\n{allow}{}",
+            toml_inline(&all),
+            cluster.tls_toml("search")
         );
         scratch.write_config(&body)?;
         Ok(Setup { scratch })
@@ -318,10 +325,8 @@ fn snapshot_restores_into_renamed_indices_and_moves_aliases() -> anyhow::Result<
 #[test]
 fn partial_snapshot_fails_the_run_with_the_shard_reason_and_commits_nothing() -> anyhow::Result<()>
 {
-    let es = cluster("partial")?;
-    let Some(faults) = es.faults("partial_snapshot_fails_the_run") else {
-        return Ok(());
-    };
+    let es = double("partial", Options::es7())?;
+    let faults = es.faults()?;
     es.seed(&es.name("logs"), 5)?;
     faults.snapshot_outcome("PARTIAL", "disk quota exceeded on node-7");
     let setup = Setup::new(&es, &json!({}), Auth::Default, "")?;
@@ -399,10 +404,8 @@ fn forget_deletes_the_elasticsearch_snapshots_of_forgotten_snapshots() -> anyhow
 
 #[test]
 fn failing_forget_hook_keeps_the_cairn_snapshot_until_it_succeeds() -> anyhow::Result<()> {
-    let es = cluster("forget-fails")?;
-    let Some(faults) = es.faults("failing_forget_hook_keeps_the_cairn_snapshot") else {
-        return Ok(());
-    };
+    let es = double("forget-fails", Options::es7())?;
+    let faults = es.faults()?;
     es.seed(&es.name("logs"), 5)?;
     let setup = Setup::new(
         &es,
@@ -431,26 +434,22 @@ fn failing_forget_hook_keeps_the_cairn_snapshot_until_it_succeeds() -> anyhow::R
 #[test]
 fn archived_repository_restores_into_a_fresh_cluster() -> anyhow::Result<()> {
     let scratch = Scratch::new()?;
-    let (path_repo, real) = match (
-        real_cluster(),
-        std::env::var("CAIRN_TEST_ELASTICSEARCH_PATH_REPO"),
-    ) {
-        (false, _) => (scratch.path("path-repo"), false),
-        (true, Ok(dir)) => (PathBuf::from(dir), true),
-        (true, Err(_)) => {
-            eprintln!(
-                "skipped `archived_repository_restores_into_a_fresh_cluster`: it needs \
-                 CAIRN_TEST_ELASTICSEARCH_PATH_REPO (the cluster's path.repo on this host)"
-            );
-            return Ok(());
-        }
+    // On a real cluster this needs its `path.repo` as seen from here
+    // (CAIRN_ES_PATH_REPO); without it, the test runs against the double.
+    let (path_repo, real): (PathBuf, bool) = match (real_cluster(), real_path_repo()) {
+        (true, Some(dir)) => (dir, true),
+        _ => (scratch.path("path-repo"), false),
     };
     std::fs::create_dir_all(&path_repo)?;
     let options = || Options {
         path_repo: Some(path_repo.clone()),
-        ..Options::default()
+        ..Options::es7()
     };
-    let es = cluster_with("archive", options())?;
+    let es = if real {
+        cluster_with("archive", options())?
+    } else {
+        double("archive", options())?
+    };
     let logs = es.name("logs");
     es.seed(&logs, 25)?;
     let before = es.sources(&logs)?;
@@ -493,18 +492,12 @@ fn archived_repository_restores_into_a_fresh_cluster() -> anyhow::Result<()> {
 
 #[test]
 fn wrong_credentials_fail_clearly_and_right_ones_work() -> anyhow::Result<()> {
-    if real_cluster() {
-        eprintln!(
-            "skipped `wrong_credentials_fail_clearly`: it starts a test server with its own users"
-        );
-        return Ok(());
-    }
-    let es = cluster_with(
+    let es = double(
         "auth",
         Options {
             username: Some("elastic".into()),
             password: Some("s3cret-Passw0rd".into()),
-            ..Options::default()
+            ..Options::es7()
         },
     )?;
     let wrong = Setup::new(
@@ -524,14 +517,8 @@ fn wrong_credentials_fail_clearly_and_right_ones_work() -> anyhow::Result<()> {
         Auth::Basic("elastic", "s3cret-Passw0rd"),
         "",
     )?;
-    let mut client = es;
-    client.auth = Some(format!(
-        "Basic {}",
-        cairn::capabilities::redact::base64(
-            b"elastic:s3cret-Passw0rd",
-            cairn::capabilities::redact::Alphabet::Standard
-        )
-    ));
+    // The test's own client authenticates as `elastic` (from the options).
+    let client = es;
     client.seed(&client.name("logs"), 4)?;
     let report = right.backup()?;
     let run = report["run"]["id"].as_str().context("run id")?.to_owned();
@@ -586,4 +573,81 @@ fn origin_of_url(url: &str) -> String {
         parsed.host_str().unwrap_or_default(),
         parsed.port_or_known_default().unwrap_or(0)
     )
+}
+
+#[test]
+fn concurrent_snapshot_refusals_are_retried_with_backoff() -> anyhow::Result<()> {
+    let es = double("concurrent", Options::es7())?;
+    let faults = es.faults()?;
+    es.seed(&es.name("logs"), 5)?;
+    faults.concurrent_snapshot_errors(2);
+    let setup = Setup::new(&es, &json!({}), Auth::Default, "")?;
+    let report = setup.backup()?;
+    assert_eq!(result_of(&report)?["state"], "SUCCESS");
+    let run = report["run"]["id"].as_str().context("run id")?.to_owned();
+    let log = setup.cairn(&["runs", "show", &run])?;
+    assert!(
+        log.stdout
+            .contains("concurrent_snapshot_execution_exception"),
+        "{log}"
+    );
+    assert!(log.stdout.contains("retry 2 of 8"), "{log}");
+
+    // Refused more often than `retries` allows: the run fails, saying so.
+    faults.concurrent_snapshot_errors(3);
+    let setup = Setup::new(&es, &json!({"retries": 1}), Auth::Default, "")?;
+    let out = setup.cairn(&["--json", "backup", "search"])?;
+    anyhow::ensure!(out.code != Some(0), "{out}");
+    let error = out.json()?["run"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(error.contains("still refused after 1 retries"), "{error}");
+    Ok(())
+}
+
+#[test]
+fn a_snapshot_that_never_finishes_times_out_and_is_aborted() -> anyhow::Result<()> {
+    let es = double(
+        "stuck",
+        Options {
+            snapshot_delay: std::time::Duration::from_secs(3600),
+            ..Options::es7()
+        },
+    )?;
+    es.seed(&es.name("logs"), 3)?;
+    let setup = Setup::new(&es, &json!({"snapshot-timeout": 1}), Auth::Default, "")?;
+    let started = std::time::Instant::now();
+    let out = setup.cairn(&["--json", "backup", "search"])?;
+    anyhow::ensure!(out.code != Some(0), "{out}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let error = out.json()?["run"]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.contains("was still IN_PROGRESS after the snapshot-timeout of 1s"),
+        "{error}"
+    );
+    assert!(
+        es.snapshot_names()?.is_empty(),
+        "the stuck snapshot was not aborted"
+    );
+    assert!(setup.cairn_snapshots()?.is_empty());
+    Ok(())
+}
+
+#[test]
+fn snapshot_and_renamed_restore_over_https_on_elasticsearch_8() -> anyhow::Result<()> {
+    let es = double("es8", Options::es8())?;
+    assert!(es.url.starts_with("https://"));
+    let logs = es.name("logs");
+    es.seed(&logs, 20)?;
+    let setup = Setup::new(&es, &json!({}), Auth::Default, "")?;
+    let report = setup.backup()?;
+    assert_eq!(result_of(&report)?["state"], "SUCCESS", "{report}");
+    let restored = setup.restore(&[])?;
+    assert_eq!(restored["indices"][0]["to"], format!("{logs}-restored"));
+    assert_eq!(es.sources(&format!("{logs}-restored"))?, es.sources(&logs)?);
+    Ok(())
 }

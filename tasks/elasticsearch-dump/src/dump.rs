@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::io::Write;
 
-use cairn_guest::http::Method;
+use cairn_guest::http::{Method, Pending, Request};
 use cairn_guest::progress::{self, Unit};
 use cairn_guest::{Error, ErrorContext, Result, Value, json, log, storage, time};
 use serde::Deserialize;
@@ -13,9 +13,10 @@ use serde_json::Map;
 use serde_json::value::RawValue;
 
 use crate::client::{Es, EsProblem, encode};
-use crate::manifest::{FORMAT, IndexDump, MANIFEST, Manifest};
+use crate::cluster::Version;
+use crate::manifest::{FORMAT, IndexDump, Kind, MANIFEST, Manifest, TemplateDump};
 use crate::names::{documents_artifact, glob_match, pattern_may_pick, restorable_settings};
-use crate::{Params, cluster_version};
+use crate::{ClosedIndices, HiddenIndices, Params, cluster_version};
 
 /// One row of `GET /_cat/indices?format=json`.
 #[derive(Debug, Deserialize)]
@@ -25,52 +26,93 @@ struct CatIndex {
     status: Option<String>,
 }
 
-/// The indices `patterns` name on the cluster, sorted. A pattern starting
-/// with `-` removes what it matches from the indices picked before it.
+/// An index or data stream `indices` picks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Picked {
+    pub name: String,
+    pub kind: Kind,
+}
+
+/// The answer of `GET /_resolve/index/{pattern}`.
+#[derive(Debug, Default, Deserialize)]
+struct Resolved {
+    #[serde(default)]
+    indices: Vec<ResolvedIndex>,
+    #[serde(default)]
+    aliases: Vec<ResolvedAlias>,
+    #[serde(default)]
+    data_streams: Vec<ResolvedStream>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolvedIndex {
+    name: String,
+    #[serde(default)]
+    attributes: Vec<String>,
+    #[serde(default)]
+    data_stream: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolvedAlias {
+    name: String,
+    #[serde(default)]
+    indices: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ResolvedStream {
+    name: String,
+}
+
+/// What the patterns matched, before the closed/hidden choices.
+#[derive(Default)]
+struct Matches {
+    picked: Vec<Picked>,
+    closed: Vec<String>,
+    hidden: Vec<String>,
+}
+
+impl Matches {
+    fn pick(&mut self, name: &str, kind: Kind) {
+        if !self.picked.iter().any(|p| p.name == name) {
+            self.picked.push(Picked {
+                name: name.to_owned(),
+                kind,
+            });
+        }
+    }
+
+    fn exclude(&mut self, pattern: &str) {
+        self.picked.retain(|p| !glob_match(pattern, &p.name));
+        self.closed.retain(|n| !glob_match(pattern, n));
+        self.hidden.retain(|n| !glob_match(pattern, n));
+    }
+}
+
+/// The indices and data streams `patterns` name on the cluster, sorted. A
+/// pattern starting with `-` removes what it matches from those picked
+/// before it. Closed indices fail the run or are skipped (`closed-indices`);
+/// hidden ones matched by a wildcard are skipped (`hidden-indices`), never
+/// silently.
 ///
 /// # Errors
 ///
-/// `not-found` for a pattern that matches no (open) index, naming it and
-/// the cluster; `failed` for a named index that is closed.
-pub fn resolve_indices(es: &Es, patterns: &[String]) -> Result<Vec<String>> {
-    let mut picked: Vec<String> = Vec::new();
-    for pattern in patterns {
+/// `not-found` for a pattern that matches nothing, naming it and the
+/// cluster; `failed` for closed indices with `closed-indices = "fail"`.
+pub fn resolve_indices(es: &Es, params: &Params, version: Option<Version>) -> Result<Vec<Picked>> {
+    let use_resolve = version.is_none_or(Version::has_resolve_api);
+    let mut m = Matches::default();
+    for pattern in &params.indices {
         if let Some(excluded) = pattern.strip_prefix('-') {
-            picked.retain(|index| !glob_match(excluded, index));
+            m.exclude(excluded);
             continue;
         }
-        let path = format!(
-            "/_cat/indices/{}?format=json&h=index,status",
-            encode(pattern)
-        );
-        let rows: Vec<CatIndex> = es.get_json_opt(&path)?.unwrap_or_default();
-        let wildcard = pattern.contains('*');
-        let mut matched = 0;
-        for row in rows {
-            if wildcard && !pattern_may_pick(pattern, &row.index) {
-                continue;
-            }
-            if row.status.as_deref() == Some("close") {
-                if wildcard {
-                    log::warn(format!(
-                        "index `{}` (matched by `{pattern}`) is closed: skipped",
-                        row.index
-                    ));
-                    continue;
-                }
-                return Err(Error::failed(format!(
-                    "index `{}` on {} is closed, so its documents cannot be read; open it \
-                     (`POST /{}/_open`) or leave it out of `indices`",
-                    row.index,
-                    es.url(),
-                    row.index
-                )));
-            }
-            matched += 1;
-            if !picked.contains(&row.index) {
-                picked.push(row.index);
-            }
-        }
+        let matched = if use_resolve {
+            resolve_pattern(es, params, pattern, &mut m)?
+        } else {
+            cat_pattern(es, pattern, &mut m)?
+        };
         if matched == 0 {
             return Err(Error::not_found(format!(
                 "index pattern `{pattern}` matches no index on {}",
@@ -78,14 +120,127 @@ pub fn resolve_indices(es: &Es, patterns: &[String]) -> Result<Vec<String>> {
             )));
         }
     }
-    picked.sort();
+    if !m.hidden.is_empty() {
+        log::warn(format!(
+            "hidden indices matched by `indices` and left out (set `hidden-indices = \
+             \"include\"` to dump them, or name them): {}",
+            m.hidden.join(", ")
+        ));
+    }
+    if !m.closed.is_empty() {
+        match params.closed_indices {
+            ClosedIndices::Fail => {
+                return Err(Error::failed(format!(
+                    "closed indices on {} cannot be read: {}; open them (`POST /{}/_open`), \
+                     leave them out of `indices`, or set `closed-indices = \"skip\"`",
+                    es.url(),
+                    m.closed.join(", "),
+                    m.closed.join(",")
+                )));
+            }
+            ClosedIndices::Skip => log::warn(format!(
+                "closed indices left out (`closed-indices = \"skip\"`): {}",
+                m.closed.join(", ")
+            )),
+        }
+    }
+    let mut picked = m.picked;
+    picked.sort_by(|a, b| a.name.cmp(&b.name));
     if picked.is_empty() {
         return Err(Error::not_found(format!(
-            "`indices` = {patterns:?} leaves no index to dump on {}",
+            "`indices` = {:?} leaves no index to dump on {}",
+            params.indices,
             es.url()
         )));
     }
     Ok(picked)
+}
+
+/// One pattern through `GET /_resolve/index` (Elasticsearch 7.9+, every
+/// OpenSearch): it needs `view_index_metadata` only, and tells open from
+/// closed and hidden, and indices from data streams. Returns how many
+/// entries the pattern matched.
+fn resolve_pattern(es: &Es, params: &Params, pattern: &str, m: &mut Matches) -> Result<usize> {
+    let mut matched = 0;
+    let path = format!("/_resolve/index/{}?expand_wildcards=all", encode(pattern));
+    let resolved: Resolved = es
+        .get_json_opt(&path)
+        .with_context(|| format!("resolving index pattern `{pattern}`"))?
+        .unwrap_or_default();
+    let wildcard = pattern.contains('*');
+    for stream in &resolved.data_streams {
+        if wildcard && !pattern_may_pick(pattern, &stream.name) {
+            continue;
+        }
+        matched += 1;
+        m.pick(&stream.name, Kind::DataStream);
+    }
+    for index in &resolved.indices {
+        // A data stream's backing indices are dumped with their stream.
+        if index.data_stream.is_some() {
+            continue;
+        }
+        let hidden = index.attributes.iter().any(|a| a == "hidden");
+        let closed = index.attributes.iter().any(|a| a == "closed");
+        if !(wildcard && !hidden && !pattern_may_pick(pattern, &index.name)) {
+            matched += 1;
+        }
+        if wildcard && hidden && params.hidden_indices == HiddenIndices::Skip {
+            if !m.hidden.contains(&index.name) {
+                m.hidden.push(index.name.clone());
+            }
+            continue;
+        }
+        if wildcard && !hidden && !pattern_may_pick(pattern, &index.name) {
+            continue;
+        }
+        if closed {
+            if !m.closed.contains(&index.name) {
+                m.closed.push(index.name.clone());
+            }
+            continue;
+        }
+        m.pick(&index.name, Kind::Index);
+    }
+    // An alias named (or matched) stands for its indices.
+    for alias in &resolved.aliases {
+        if wildcard && !pattern_may_pick(pattern, &alias.name) {
+            continue;
+        }
+        for index in &alias.indices {
+            matched += 1;
+            let known = resolved.indices.iter().any(|i| &i.name == index);
+            if !known {
+                m.pick(index, Kind::Index);
+            }
+        }
+    }
+    Ok(matched)
+}
+
+/// One pattern through `GET /_cat/indices` (clusters before 7.9).
+fn cat_pattern(es: &Es, pattern: &str, m: &mut Matches) -> Result<usize> {
+    let mut matched = 0;
+    let path = format!(
+        "/_cat/indices/{}?format=json&h=index,status&expand_wildcards=all",
+        encode(pattern)
+    );
+    let rows: Vec<CatIndex> = es.get_json_opt(&path)?.unwrap_or_default();
+    let wildcard = pattern.contains('*');
+    for row in rows {
+        if wildcard && !pattern_may_pick(pattern, &row.index) {
+            continue;
+        }
+        matched += 1;
+        if row.status.as_deref() == Some("close") {
+            if !m.closed.contains(&row.index) {
+                m.closed.push(row.index);
+            }
+            continue;
+        }
+        m.pick(&row.index, Kind::Index);
+    }
+    Ok(matched)
 }
 
 /// The body of `GET /{index}` for one index.
@@ -100,8 +255,8 @@ struct IndexInfo {
 }
 
 /// Settings, mappings and aliases of `index`, with the documents artifact
-/// named (not yet written).
-fn read_metadata(es: &Es, index: &str, taken: &[String]) -> Result<IndexDump> {
+/// named (not yet written), and its ILM policy (from the settings as read).
+fn read_metadata(es: &Es, index: &str, taken: &[String]) -> Result<(IndexDump, Option<String>)> {
     let mut all: Map<String, Value> = es
         .get_json(&format!("/{}", encode(index)))
         .with_context(|| format!("reading the settings and mappings of index `{index}`"))?;
@@ -113,17 +268,65 @@ fn read_metadata(es: &Es, index: &str, taken: &[String]) -> Result<IndexDump> {
             "GET /{index}: unexpected description of index `{index}`: {e}"
         ))
     })?;
-    Ok(IndexDump {
-        name: index.to_owned(),
-        documents: 0,
-        artifact: documents_artifact(index, taken),
-        settings: restorable_settings(&info.settings),
-        mappings: if info.mappings.is_null() {
-            Value::Object(Map::new())
-        } else {
-            info.mappings
+    let (settings, dropped_settings) = restorable_settings(&info.settings);
+    let policy = settings
+        .get("index.lifecycle.name")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    Ok((
+        IndexDump {
+            name: index.to_owned(),
+            documents: 0,
+            artifact: documents_artifact(index, taken),
+            settings,
+            mappings: if info.mappings.is_null() {
+                Value::Object(Map::new())
+            } else {
+                info.mappings
+            },
+            aliases: info.aliases,
+            kind: Kind::Index,
+            template: None,
+            dropped_settings,
         },
-        aliases: info.aliases,
+        policy,
+    ))
+}
+
+/// A data stream: its template, and the mappings of its write index.
+fn read_stream_metadata(es: &Es, name: &str, taken: &[String]) -> Result<IndexDump> {
+    let info: Value = es
+        .get_json(&format!("/_data_stream/{}", encode(name)))
+        .with_context(|| format!("reading data stream `{name}`"))?;
+    let stream = info["data_streams"]
+        .as_array()
+        .and_then(|l| l.iter().find(|d| d["name"] == name))
+        .ok_or_else(|| Error::failed(format!("GET /_data_stream/{name} did not describe it")))?;
+    let template = stream["template"].as_str().map(str::to_owned);
+    let write_index = stream["indices"]
+        .as_array()
+        .and_then(|l| l.last())
+        .and_then(|i| i["index_name"].as_str())
+        .map(str::to_owned);
+    let mut mappings = Value::Object(Map::new());
+    if let Some(write_index) = write_index {
+        let mut all: Map<String, Value> = es
+            .get_json(&format!("/{}/_mapping", encode(&write_index)))
+            .with_context(|| format!("reading the mappings of data stream `{name}`"))?;
+        if let Some(m) = all.remove(&write_index) {
+            mappings = m["mappings"].clone();
+        }
+    }
+    Ok(IndexDump {
+        name: name.to_owned(),
+        documents: 0,
+        artifact: documents_artifact(name, taken),
+        settings: Map::new(),
+        mappings,
+        aliases: Map::new(),
+        kind: Kind::DataStream,
+        template,
+        dropped_settings: Vec::new(),
     })
 }
 
@@ -204,19 +407,22 @@ fn write_line(
     Ok(())
 }
 
-/// An open scroll, cleared (`DELETE /_search/scroll`) when dropped: after
+/// Open scrolls, cleared (`DELETE /_search/scroll`) when dropped: after
 /// the last page, and on every error path.
-struct Scroll<'a> {
+struct Scrolls<'a> {
     es: &'a Es,
-    id: Option<String>,
+    ids: Vec<Option<String>>,
 }
 
-impl Drop for Scroll<'_> {
+impl Drop for Scrolls<'_> {
     fn drop(&mut self) {
-        let Some(id) = self.id.take() else { return };
+        let ids: Vec<String> = self.ids.iter_mut().filter_map(Option::take).collect();
+        if ids.is_empty() {
+            return;
+        }
         let request = self.es.request(Method::Delete, "/_search/scroll");
         let cleared = request
-            .json(&json!({ "scroll_id": [id] }))
+            .json(&json!({ "scroll_id": ids }))
             .and_then(|r| self.es.send(&r));
         match cleared {
             Ok(r) if r.is_success() || r.status == 404 => {}
@@ -246,8 +452,18 @@ impl Progress {
     }
 }
 
+/// One slice of a (sliced) scroll: the request on its way, if any.
+struct Slice {
+    request: Option<Request>,
+    pending: Option<Result<Pending>>,
+    done: bool,
+}
+
 /// Stream the documents of `dump.name` into artifact `dump.artifact`, page
-/// by page; returns how many were written.
+/// by page, reading `slices` sliced scrolls at once (one request on its way
+/// per slice, so at most `slices` pages are in memory); returns how many
+/// were written. A page with failed shards or `timed_out` fails the run:
+/// its documents would be missing.
 fn dump_documents(
     es: &Es,
     params: &Params,
@@ -257,98 +473,125 @@ fn dump_documents(
 ) -> Result<u64> {
     let index = dump.name.as_str();
     let mut out = storage::create(&dump.artifact)?;
-    let mut scroll = Scroll { es, id: None };
-    let search = es
-        .request(
-            Method::Post,
-            &format!("/{}/_search?scroll={}", encode(index), params.scroll),
-        )
-        .json(&json!({ "size": params.batch_size, "sort": ["_doc"] }))?;
-    let mut body = es
-        .send_retrying(&search)
-        .with_context(|| format!("starting to read index `{index}`"))?
-        .body;
+    let n = if expected > u64::from(params.batch_size) {
+        params.slices as usize
+    } else {
+        1
+    };
+    let mut scrolls = Scrolls {
+        es,
+        ids: vec![None; n],
+    };
+    let search_path = format!("/{}/_search?scroll={}", encode(index), params.scroll);
+    let mut slices: Vec<Slice> = Vec::with_capacity(n);
+    for id in 0..n {
+        let mut body = json!({ "size": params.batch_size, "sort": ["_doc"] });
+        if n > 1 {
+            body["slice"] = json!({ "id": id, "max": n });
+        }
+        let request = es.request(Method::Post, &search_path).json(&body)?;
+        let pending = es.start(&request);
+        slices.push(Slice {
+            request: Some(request),
+            pending: Some(pending),
+            done: false,
+        });
+    }
     let mut read: u64 = 0;
-    loop {
-        let mut page: Page = serde_json::from_slice(&body).map_err(|e| {
-            Error::failed(format!(
-                "a search page of index `{index}` is not the expected JSON: {e}"
-            ))
-        })?;
-        let page_scroll = page.scroll_id.take();
-        if page_scroll.is_some() {
-            scroll.id.clone_from(&page_scroll);
-        }
-        if let Some(shards) = &page.shards
-            && shards.failed > 0
-        {
-            let problem = shards
-                .failures
-                .first()
-                .map(|f| EsProblem::parse(json!({ "error": f["reason"] }).to_string().as_bytes()))
-                .map_or_else(|| "no reason given".to_owned(), |p| p.to_string());
-            return Err(scroll_failure(es, params, index, read, expected, &problem));
-        }
-        if page.timed_out {
-            return Err(Error::failed(format!(
-                "reading index `{index}` timed out on Elasticsearch after {read} documents; \
-                 the page would be incomplete"
-            )));
-        }
-        if page.hits.hits.is_empty() {
-            break;
-        }
-        let n = page.hits.hits.len() as u64;
-        let Some(scroll_id) = page_scroll else {
-            return Err(Error::failed(format!(
-                "a search page of index `{index}` has no `_scroll_id`"
-            )));
-        };
-        // Ask for the next page now: the cluster prepares it while this one
-        // is written. (Dropped unanswered on an error, before the scroll is
-        // cleared.)
-        let next_request = es
-            .request(Method::Post, "/_search/scroll")
-            .json(&json!({ "scroll": params.scroll, "scroll_id": scroll_id }))?;
-        let next = es.start(&next_request);
-        for hit in &page.hits.hits {
-            let source = hit.source.ok_or_else(|| {
+    while slices.iter().any(|s| !s.done) {
+        for (i, slice) in slices.iter_mut().enumerate() {
+            if slice.done {
+                continue;
+            }
+            let (Some(request), Some(pending)) = (slice.request.take(), slice.pending.take())
+            else {
+                slice.done = true;
+                continue;
+            };
+            let first = pending.and_then(|p| es.wait(p));
+            let response = es
+                .retry_after(&request, first)
+                .with_context(|| format!("reading index `{index}` after {read} documents"))?;
+            if !response.is_success() {
+                let problem = EsProblem::parse(&response.body);
+                if problem.mentions("search_context_missing_exception") {
+                    return Err(scroll_failure(
+                        es,
+                        params,
+                        index,
+                        read,
+                        expected,
+                        &problem.to_string(),
+                    ));
+                }
+                return Err(es
+                    .status_error(&response)
+                    .context(format!("reading index `{index}` after {read} documents")));
+            }
+            let mut page: Page = serde_json::from_slice(&response.body).map_err(|e| {
                 Error::failed(format!(
-                    "document `{}` of index `{index}` has no `_source` (is `_source` disabled \
-                     in its mappings?); such an index cannot be dumped, only snapshotted",
-                    hit.id
+                    "a search page of index `{index}` is not the expected JSON: {e}"
                 ))
             })?;
-            write_line(&mut out, &hit.id, hit.routing.as_deref(), source)
-                .with_context(|| format!("writing artifact `{}`", dump.artifact))?;
-        }
-        drop(page);
-        read += n;
-        progress.advance(n);
-
-        let first = next.and_then(|pending| es.wait(pending));
-        let response = es
-            .retry_after(&next_request, first)
-            .with_context(|| format!("reading index `{index}` after {read} documents"))?;
-        if !response.is_success() {
-            let problem = EsProblem::parse(&response.body);
-            if problem.mentions("search_context_missing_exception") {
-                return Err(scroll_failure(
-                    es,
-                    params,
-                    index,
-                    read,
-                    expected,
-                    &problem.to_string(),
-                ));
+            if let Some(id) = page.scroll_id.take() {
+                scrolls.ids[i] = Some(id);
             }
-            return Err(es
-                .status_error(&response)
-                .context(format!("reading index `{index}` after {read} documents")));
+            if let Some(shards) = &page.shards
+                && shards.failed > 0
+            {
+                let problem = shards
+                    .failures
+                    .first()
+                    .map(|f| {
+                        EsProblem::parse(json!({ "error": f["reason"] }).to_string().as_bytes())
+                    })
+                    .map_or_else(|| "no reason given".to_owned(), |p| p.to_string());
+                return Err(scroll_failure(es, params, index, read, expected, &problem));
+            }
+            if page.timed_out {
+                return Err(Error::failed(format!(
+                    "reading index `{index}` on {} timed out after {read} of {expected} \
+                     documents (`timed_out` in a search page: its documents would be \
+                     missing); nothing is kept",
+                    es.url()
+                )));
+            }
+            if page.hits.hits.is_empty() {
+                slice.done = true;
+                continue;
+            }
+            let got = page.hits.hits.len() as u64;
+            let Some(scroll_id) = scrolls.ids[i].clone() else {
+                return Err(Error::failed(format!(
+                    "a search page of index `{index}` has no `_scroll_id`"
+                )));
+            };
+            // Ask for this slice's next page now: the cluster prepares it
+            // while this one is written. (Dropped unanswered on an error,
+            // before the scrolls are cleared.)
+            let next = es
+                .request(Method::Post, "/_search/scroll")
+                .json(&json!({ "scroll": params.scroll, "scroll_id": scroll_id }))?;
+            slice.pending = Some(es.start(&next));
+            slice.request = Some(next);
+            for hit in &page.hits.hits {
+                let source = hit.source.ok_or_else(|| {
+                    Error::failed(format!(
+                        "document `{}` of index `{index}` has no `_source` (is `_source` \
+                         disabled in its mappings?); such an index cannot be dumped, only \
+                         snapshotted",
+                        hit.id
+                    ))
+                })?;
+                write_line(&mut out, &hit.id, hit.routing.as_deref(), source)
+                    .with_context(|| format!("writing artifact `{}`", dump.artifact))?;
+            }
+            drop(page);
+            read += got;
+            progress.advance(got);
         }
-        body = response.body;
     }
-    drop(scroll);
+    drop(scrolls);
     out.finish()
         .with_context(|| format!("storing artifact `{}`", dump.artifact))?;
     Ok(read)
@@ -374,32 +617,182 @@ fn scroll_failure(
     } else {
         Error::failed(format!(
             "reading index `{index}` on {} failed on some shards after {read} of {expected} \
-             documents: {problem}",
+             documents: {problem}; nothing is kept",
             es.url()
         ))
     }
+}
+
+/// The index templates (and the component templates they use) that match
+/// a dumped index or data stream; templates the cluster manages itself
+/// (`_meta.managed`, names starting with `.`) are left out.
+fn read_templates(es: &Es, dumps: &[IndexDump]) -> Result<Vec<TemplateDump>> {
+    let all: Option<Value> = es
+        .get_json_opt("/_index_template")
+        .context("reading the index templates (`templates = true`)")?;
+    let mut out: Vec<TemplateDump> = Vec::new();
+    let mut components: Vec<String> = Vec::new();
+    for entry in all
+        .as_ref()
+        .and_then(|a| a["index_templates"].as_array())
+        .into_iter()
+        .flatten()
+    {
+        let name = entry["name"].as_str().unwrap_or_default();
+        let body = &entry["index_template"];
+        if name.starts_with('.') || body["_meta"]["managed"] == true {
+            continue;
+        }
+        let patterns: Vec<&str> = body["index_patterns"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
+        let used = dumps.iter().any(|d| {
+            d.template.as_deref() == Some(name) || patterns.iter().any(|p| glob_match(p, &d.name))
+        });
+        if !used {
+            continue;
+        }
+        for c in body["composed_of"].as_array().into_iter().flatten() {
+            if let Some(c) = c.as_str()
+                && !components.iter().any(|x| x == c)
+            {
+                components.push(c.to_owned());
+            }
+        }
+        out.push(TemplateDump {
+            name: name.to_owned(),
+            kind: "index".to_owned(),
+            body: body.clone(),
+        });
+    }
+    let mut component_dumps = Vec::new();
+    for c in components {
+        let found: Option<Value> = es
+            .get_json_opt(&format!("/_component_template/{}", encode(&c)))
+            .with_context(|| format!("reading component template `{c}`"))?;
+        match found
+            .as_ref()
+            .and_then(|f| f["component_templates"].as_array())
+            .and_then(|l| l.iter().find(|t| t["name"] == c.as_str()))
+        {
+            Some(t) => component_dumps.push(TemplateDump {
+                name: c,
+                kind: "component".to_owned(),
+                body: t["component_template"].clone(),
+            }),
+            None => log::warn(format!(
+                "component template `{c}` is used but could not be read: not dumped"
+            )),
+        }
+    }
+    // Component templates first: a restore creates them before the index
+    // templates that use them.
+    component_dumps.extend(out);
+    Ok(component_dumps)
+}
+
+/// The ILM policies `names`, as `GET /_ilm/policy/{name}` gives `policy`.
+fn read_policies(es: &Es, names: &[String]) -> Result<Map<String, Value>> {
+    let mut out = Map::new();
+    for name in names {
+        let found: Option<Value> = es
+            .get_json_opt(&format!("/_ilm/policy/{}", encode(name)))
+            .with_context(|| format!("reading ILM policy `{name}`"))?;
+        match found.as_ref().map(|f| &f[name.as_str()]["policy"]) {
+            Some(policy) if policy.is_object() => {
+                out.insert(name.clone(), policy.clone());
+            }
+            _ => log::warn(format!(
+                "ILM policy `{name}` is named by a dumped index but does not exist on the \
+                 cluster: not dumped"
+            )),
+        }
+    }
+    Ok(out)
 }
 
 /// The backup: everything into the snapshot, or an error and nothing kept.
 pub fn backup(params: &Params) -> Result<Value> {
     let es = params.client();
     let started = time::now_ms();
-    let version = cluster_version(&es)?;
-    let names = resolve_indices(&es, &params.indices)?;
+    let version = cluster_version(&es, params)?;
+    let picked = resolve_indices(&es, params, version)?;
     log::info(format!(
-        "dumping {} index(es) from {}: {}",
-        names.len(),
+        "dumping {} index(es) and data stream(s) from {}: {}",
+        picked.len(),
         es.url(),
-        names.join(", ")
+        picked
+            .iter()
+            .map(|p| match p.kind {
+                Kind::Index => p.name.clone(),
+                Kind::DataStream => format!("{} (data stream)", p.name),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
 
-    let mut dumps: Vec<IndexDump> = Vec::with_capacity(names.len());
-    let mut expected = Vec::with_capacity(names.len());
-    for name in &names {
+    let mut dumps: Vec<IndexDump> = Vec::with_capacity(picked.len());
+    let mut expected = Vec::with_capacity(picked.len());
+    let mut policies: Vec<String> = Vec::new();
+    for p in &picked {
         let taken: Vec<String> = dumps.iter().map(|d| d.artifact.clone()).collect();
-        dumps.push(read_metadata(&es, name, &taken)?);
-        expected.push(count(&es, name).with_context(|| format!("counting index `{name}`"))?);
+        let dump = match p.kind {
+            Kind::Index => {
+                let (dump, policy) = read_metadata(&es, &p.name, &taken)?;
+                if let Some(policy) = policy
+                    && !policies.contains(&policy)
+                {
+                    policies.push(policy);
+                }
+                dump
+            }
+            Kind::DataStream => read_stream_metadata(&es, &p.name, &taken)?,
+        };
+        if !dump.dropped_settings.is_empty() {
+            log::info(format!(
+                "index `{}`: settings left out of the dump (generated by Elasticsearch, or \
+                 archived): {}",
+                dump.name,
+                dump.dropped_settings.join(", ")
+            ));
+        }
+        dumps.push(dump);
+        expected.push(count(&es, &p.name).with_context(|| format!("counting `{}`", p.name))?);
     }
+    let templates = if params.templates {
+        let t = read_templates(&es, &dumps)?;
+        for template in &t {
+            if let Some(policy) =
+                template.body["template"]["settings"]["index"]["lifecycle"]["name"]
+                    .as_str()
+                    .or_else(|| {
+                        template.body["template"]["settings"]["index.lifecycle.name"].as_str()
+                    })
+                && !policies.iter().any(|p| p == policy)
+            {
+                policies.push(policy.to_owned());
+            }
+        }
+        log::info(format!(
+            "dumping {} template(s): {}",
+            t.len(),
+            t.iter()
+                .map(|t| format!("{} ({})", t.name, t.kind))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+        t
+    } else {
+        Vec::new()
+    };
+    let ilm_policies = if params.ilm_policies && version.is_none_or(Version::has_ilm) {
+        read_policies(&es, &policies)?
+    } else {
+        Map::new()
+    };
     let mut progress = Progress {
         done: 0,
         total: expected.iter().sum(),
@@ -412,7 +805,7 @@ pub fn backup(params: &Params) -> Result<Value> {
         let secs = (time::now_ms().saturating_sub(start)).max(1) as f64 / 1000.0;
         log::info_with(
             format!(
-                "dumped index `{}`: {} documents ({:.0}/s)",
+                "dumped `{}`: {} documents ({:.0}/s)",
                 dump.name,
                 dump.documents,
                 dump.documents as f64 / secs
@@ -421,7 +814,7 @@ pub fn backup(params: &Params) -> Result<Value> {
         );
         if dump.documents != expected {
             log::warn(format!(
-                "index `{}` had {expected} documents when the dump started and {} were read: \
+                "`{}` had {expected} documents when the dump started and {} were read: \
                  it changed meanwhile",
                 dump.name, dump.documents
             ));
@@ -433,8 +826,10 @@ pub fn backup(params: &Params) -> Result<Value> {
         dumped_at: crate::names::rfc3339(started),
         stamp: crate::names::stamp(started),
         url: es.url().to_owned(),
-        version,
+        version: version.map(|v| v.to_string()),
         indices: dumps,
+        templates,
+        ilm_policies,
     };
     let mut out = storage::create(MANIFEST)?;
     serde_json::to_writer(&mut out, &manifest)?;
@@ -455,7 +850,11 @@ pub fn backup(params: &Params) -> Result<Value> {
     Ok(json!({
         "url": manifest.url,
         "dumped-at": manifest.dumped_at,
+        "version": manifest.version,
         "indices": counts,
+        "data-streams": manifest.indices.iter().filter(|d| d.kind == Kind::DataStream).map(|d| d.name.clone()).collect::<Vec<_>>(),
+        "templates": manifest.templates.iter().map(|t| t.name.clone()).collect::<Vec<_>>(),
+        "ilm-policies": manifest.ilm_policies.keys().cloned().collect::<Vec<_>>(),
         "documents": total,
     }))
 }

@@ -25,11 +25,34 @@
 //!   nodes, and 1 sends one request at a time.
 //! - `scroll` (default `5m`): the scroll lease, an Elasticsearch time value
 //!   (`90s`, `5m`, `1h`). It must cover the time between two pages.
-//! - Credentials, none by default: `username` with `password-secret` (the
-//!   name of a secret granted in `allow.secrets`) for HTTP Basic auth, or
-//!   `authorization-secret`, a secret holding the whole `Authorization`
-//!   header value (`Basic …`, `ApiKey …`, `Bearer …`). The host fills the
-//!   header in; the module never sees the secret.
+//! - Credentials, none by default, one of: `username` with
+//!   `password-secret` (the name of a secret bound in `allow.secrets`) for
+//!   HTTP Basic auth; `api-key-secret`, a secret holding an API key in the
+//!   `encoded` form Elasticsearch returns (`Authorization: ApiKey …`);
+//!   `bearer-secret`, a secret holding a bearer token (`Authorization:
+//!   Bearer …`); or `authorization-secret`, a secret holding the whole
+//!   `Authorization` value. The host fills the header in; the module never
+//!   sees the secret. TLS (a CA file or fingerprint, a client certificate)
+//!   is the host's: `[jobs.NAME.tls."https://host:port"]` in the config.
+//! - `version` (optional): the cluster's version (`7`, `8`, `7.17.3`,
+//!   `opensearch-2`, …) for a user that may not call `GET /` (no `monitor`
+//!   privilege). Without it such a user's run fails, asking for it.
+//! - `slices` (default 2, 1 to 6): sliced scrolls reading an index in
+//!   parallel (only for indices of more than `batch-size` documents).
+//! - `closed-indices` (default `fail`): what to do with closed indices that
+//!   `indices` picks: `fail` (naming them) or `skip` (with a warning).
+//! - `hidden-indices` (default `skip`): hidden indices matched by a wildcard
+//!   are skipped with a warning naming them, or dumped with `include`. A
+//!   hidden index named outright is always dumped.
+//! - `templates` (default `false`): also dump the index templates (and their
+//!   component templates) that match a dumped index or data stream, and
+//!   restore those the target cluster lacks.
+//! - `ilm-policies` (default `false`): also dump the ILM policies dumped
+//!   indices and templates name (`index.lifecycle.name`), restore those the
+//!   target lacks, and keep `index.lifecycle.name` at restore.
+//! - `keep-settings`, `drop-settings` (default `[]`): setting patterns
+//!   (`index.routing.allocation.*`) a restore keeps although they belong to
+//!   the source cluster, or drops as well (see *Portable settings*).
 //! - `retries` (default 8): how often a request that gets 429 or a 5xx, or
 //!   fails in transit, is tried again, with exponential backoff from 250 ms
 //!   (at most 30 s) and jitter. For `_bulk` this also covers single
@@ -54,12 +77,31 @@
 //!     delete it in the same atomic call that adds the alias. Without it,
 //!     the restore refuses before writing anything.
 //!
+//! # Portable settings
+//!
+//! A dump keeps every index setting but those Elasticsearch generates
+//! (`index.uuid`, `index.creation_date`, `index.version.*`,
+//! `index.provided_name`, `index.history.uuid`, `index.resize.*`, …) and
+//! `archived.*` leftovers, which no cluster accepts back; the manifest lists
+//! what it left out. A restore then leaves out, and logs, the settings that
+//! tie an index to its source cluster: `index.routing.allocation.*` (node
+//! attributes and data tiers the target may not have: the index would stay
+//! red), `index.lifecycle.*` (ILM policies and rollover aliases; OpenSearch
+//! has no ILM), `index.plugins.*`/`index.opendistro.*` (OpenSearch ISM),
+//! `index.blocks.*`, `index.frozen`, `index.search.throttled`,
+//! `index.store.snapshot.*`; `keep-settings` keeps some, `drop-settings`
+//! drops more. Analysis, similarity, sort, codec, shard counts, mappings and
+//! aliases are kept.
+//!
 //! # Backup
 //!
 //! `GET /` (version, and the credentials check), then per pattern `GET
-//! /_cat/indices/{pattern}` — a pattern that matches no index fails the run
-//! with "index pattern `x` matches no index on URL" before anything is
-//! written. Per index: `GET /{index}` for settings, mappings and aliases
+//! /_resolve/index/{pattern}?expand_wildcards=all` (`_cat/indices` on
+//! clusters before 7.9): indices with their open/closed/hidden state, and
+//! data streams. A pattern that matches nothing fails the run with "index
+//! pattern `x` matches no index on URL" before anything is written. A data
+//! stream is dumped as one (its documents from every backing index, its
+//! template named) and restored as a data stream under its own name. Per index: `GET /{index}` for settings, mappings and aliases
 //! (settings Elasticsearch sets itself or that tie the index to its source
 //! are dropped: `index.uuid`, `index.creation_date`, `index.version.*`,
 //! `index.provided_name`, `index.routing.allocation.initial_recovery.*`,
@@ -132,6 +174,7 @@ use serde::Deserialize;
 use serde_json::Map;
 
 mod client;
+mod cluster;
 mod dump;
 mod load;
 mod manifest;
@@ -180,6 +223,36 @@ fn default_restore_settings() -> Map<String, Value> {
     map
 }
 
+fn default_slices() -> u32 {
+    2
+}
+
+/// Most `slices`: each is a request in flight (the host allows 8).
+const MAX_SLICES: u32 = 6;
+
+/// What to do with closed indices that `indices` picks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum ClosedIndices {
+    /// Fail the run, naming them.
+    #[default]
+    Fail,
+    /// Leave them out, with a warning.
+    Skip,
+}
+
+/// What to do with hidden indices a wildcard matches.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum HiddenIndices {
+    /// Leave them out (Elasticsearch's own default for wildcards), with a
+    /// warning naming them.
+    #[default]
+    Skip,
+    /// Dump them too.
+    Include,
+}
+
 /// A list of strings, or one string of comma-separated entries.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
@@ -218,6 +291,26 @@ struct Params {
     password_secret: Option<String>,
     #[serde(default)]
     authorization_secret: Option<String>,
+    #[serde(default)]
+    api_key_secret: Option<String>,
+    #[serde(default)]
+    bearer_secret: Option<String>,
+    #[serde(default)]
+    version: Option<String>,
+    #[serde(default = "default_slices")]
+    slices: u32,
+    #[serde(default)]
+    closed_indices: ClosedIndices,
+    #[serde(default)]
+    hidden_indices: HiddenIndices,
+    #[serde(default)]
+    templates: bool,
+    #[serde(default)]
+    ilm_policies: bool,
+    #[serde(default, deserialize_with = "patterns")]
+    keep_settings: Vec<String>,
+    #[serde(default, deserialize_with = "patterns")]
+    drop_settings: Vec<String>,
     #[serde(default = "default_retries")]
     retries: u32,
     #[serde(default = "default_timeout")]
@@ -306,22 +399,38 @@ impl Params {
                 self.scroll
             )));
         }
-        match (
-            &self.username,
-            &self.password_secret,
-            &self.authorization_secret,
-        ) {
-            (Some(_), None, _) | (None, Some(_), _) => {
-                return Err(invalid(
-                    "`username` and `password-secret` go together (HTTP Basic auth)",
-                ));
+        if self.username.is_some() != self.password_secret.is_some() {
+            return Err(invalid(
+                "`username` and `password-secret` go together (HTTP Basic auth)",
+            ));
+        }
+        let schemes = [
+            self.username.is_some(),
+            self.authorization_secret.is_some(),
+            self.api_key_secret.is_some(),
+            self.bearer_secret.is_some(),
+        ];
+        if schemes.iter().filter(|s| **s).count() > 1 {
+            return Err(invalid(
+                "set one of `username` with `password-secret`, `api-key-secret`, \
+                 `bearer-secret` or `authorization-secret`, not both",
+            ));
+        }
+        if let Some(version) = &self.version {
+            cluster::Version::parse(version).map_err(invalid)?;
+        }
+        if !(1..=MAX_SLICES).contains(&self.slices) {
+            return Err(invalid(format!(
+                "`slices` must be 1 to {MAX_SLICES}, got {}",
+                self.slices
+            )));
+        }
+        for pattern in self.keep_settings.iter().chain(&self.drop_settings) {
+            if pattern.is_empty() || pattern.contains(char::is_whitespace) {
+                return Err(invalid(format!(
+                    "`keep-settings`/`drop-settings` entry {pattern:?} is not a setting pattern"
+                )));
             }
-            (Some(_), Some(_), Some(_)) => {
-                return Err(invalid(
-                    "set `username` and `password-secret`, or `authorization-secret`, not both",
-                ));
-            }
-            _ => {}
         }
         if let Some(user) = &self.username
             && (user.is_empty()
@@ -337,6 +446,12 @@ impl Params {
         }
         if let Some(secret) = &self.authorization_secret {
             check_secret_name("authorization-secret", secret)?;
+        }
+        if let Some(secret) = &self.api_key_secret {
+            check_secret_name("api-key-secret", secret)?;
+        }
+        if let Some(secret) = &self.bearer_secret {
+            check_secret_name("bearer-secret", secret)?;
         }
         if self.retries > 100 {
             return Err(invalid(format!(
@@ -381,6 +496,12 @@ impl Params {
         if let Some(secret) = &self.authorization_secret {
             return Some(format!("{{{{secret:{secret}}}}}"));
         }
+        if let Some(secret) = &self.api_key_secret {
+            return Some(format!("ApiKey {{{{secret:{secret}}}}}"));
+        }
+        if let Some(secret) = &self.bearer_secret {
+            return Some(format!("Bearer {{{{secret:{secret}}}}}"));
+        }
         match (&self.username, &self.password_secret) {
             (Some(user), Some(secret)) => Some(basic_auth(user, secret)),
             _ => None,
@@ -411,30 +532,74 @@ fn parse_params(value: Value) -> Result<Params> {
     Ok(params)
 }
 
-/// `GET /`: the cluster's version. Fails early, with a clear message, on
-/// wrong credentials or an unreachable cluster.
-fn cluster_version(es: &Es) -> Result<Option<String>> {
+/// `GET /`: the cluster's distribution and version. Fails early, with a
+/// clear message, on wrong credentials or an unreachable cluster; a user
+/// without the `monitor` privilege (403) needs param `version`.
+fn cluster_version(es: &Es, params: &Params) -> Result<Option<cluster::Version>> {
+    let configured = params
+        .version
+        .as_deref()
+        .map(cluster::Version::parse)
+        .transpose()
+        .map_err(invalid)?;
     let response = es.send(&es.request(cairn_guest::http::Method::Get, "/"))?;
-    if response.status == 401 || response.status == 403 {
+    if response.status == 401 {
         return Err(es.status_error(&response));
+    }
+    if response.status == 403 {
+        return match configured {
+            Some(v) => {
+                log::info(format!(
+                    "GET / on {} is forbidden (the user has no `monitor` cluster privilege); \
+                     taking the cluster for {v} as param `version` says",
+                    es.url()
+                ));
+                Ok(Some(v))
+            }
+            None => Err(es.status_error(&response).context(
+                "the user may not read the cluster's version (`GET /` needs the `monitor` \
+                 cluster privilege): grant it, or set param `version` (e.g. `8` or \
+                 `opensearch-2`)",
+            )),
+        };
     }
     if !response.is_success() {
         log::warn(format!(
-            "GET / on {} returned {}; going on without the cluster's version",
+            "GET / on {} returned {}; going on as version {}",
             es.url(),
-            response.status
+            response.status,
+            configured.map_or_else(|| "unknown".to_owned(), |v| v.to_string())
         ));
-        return Ok(None);
+        return Ok(configured);
     }
     let info: Value = response.json().unwrap_or(Value::Null);
-    let version = info["version"]["number"].as_str().map(str::to_owned);
+    let detected = cluster::Version::from_root(&info);
     log::info(format!(
-        "Elasticsearch {} at {} (cluster `{}`)",
-        version.as_deref().unwrap_or("of unknown version"),
+        "{} at {} (cluster `{}`)",
+        detected.map_or_else(
+            || "Elasticsearch of unknown version".to_owned(),
+            |v| v.to_string()
+        ),
         es.url(),
         info["cluster_name"].as_str().unwrap_or("?")
     ));
-    Ok(version)
+    if let (Some(d), Some(c)) = (detected, configured)
+        && !c.same_major(d)
+    {
+        log::warn(format!(
+            "param `version` says {c}, but the cluster reports {d}: using what it reports"
+        ));
+    }
+    if let Some(d) = detected
+        && !d.supported()
+    {
+        log::warn(format!(
+            "{d} is older than this module supports (Elasticsearch 7.x and 8.x, OpenSearch \
+             1.x and 2.x); use builtin:elasticsearch-snapshot, or builtin:elasticsearch-datadir \
+             for 0.90"
+        ));
+    }
+    Ok(detected.or(configured))
 }
 
 struct ElasticsearchDump;
@@ -519,9 +684,65 @@ impl Task for ElasticsearchDump {
                 "Restore: delete a concrete index that has the alias's name in the atomic alias switch",
                 json!(false),
             ))
+            .param(Param::optional(
+                "api-key-secret",
+                "Secret holding an API key in its encoded form (sent as `ApiKey …`)",
+                None,
+            ))
+            .param(Param::optional(
+                "bearer-secret",
+                "Secret holding a bearer token (sent as `Bearer …`)",
+                None,
+            ))
+            .param(Param::optional(
+                "version",
+                "The cluster's version (`8`, `7.17`, `opensearch-2`) for a user that may not \
+                 call GET / (no `monitor` privilege)",
+                None,
+            ))
+            .param(Param::optional(
+                "slices",
+                "Sliced scrolls read at once per index (1-6)",
+                json!(2),
+            ))
+            .param(Param::optional(
+                "closed-indices",
+                "Closed indices `indices` picks: `fail` (naming them) or `skip` (with a warning)",
+                json!("fail"),
+            ))
+            .param(Param::optional(
+                "hidden-indices",
+                "Hidden indices a wildcard matches: `skip` (with a warning) or `include`",
+                json!("skip"),
+            ))
+            .param(Param::optional(
+                "templates",
+                "Also dump the index and component templates of the dumped indices; restore \
+                 those the cluster lacks",
+                json!(false),
+            ))
+            .param(Param::optional(
+                "ilm-policies",
+                "Also dump the ILM policies the dumped indices name; restore those the cluster \
+                 lacks, and keep `index.lifecycle.name`",
+                json!(false),
+            ))
+            .param(Param::optional(
+                "keep-settings",
+                "Restore: setting patterns kept although they belong to the source cluster \
+                 (e.g. `index.routing.allocation.*`)",
+                json!([]),
+            ))
+            .param(Param::optional(
+                "drop-settings",
+                "Restore: setting patterns dropped as well",
+                json!([]),
+            ))
             .needs_http("{url}")
             .needs_secret("{password-secret}")
             .needs_secret("{authorization-secret}")
+            .needs_secret("{api-key-secret}")
+            .needs_secret("{bearer-secret}")
     }
 
     fn backup(ctx: Context) -> Result<Value> {

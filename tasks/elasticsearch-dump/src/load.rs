@@ -17,9 +17,12 @@ use serde_json::Map;
 use serde_json::value::RawValue;
 
 use crate::client::{Es, EsProblem, encode, excerpt, retryable_status};
+use crate::cluster::Version;
 use crate::dump::{Progress, count};
-use crate::manifest::{IndexDump, MANIFEST, Manifest};
-use crate::names::{glob_match, is_dynamic, restored_index, restored_stamp, unflatten};
+use crate::manifest::{IndexDump, Kind, MANIFEST, Manifest};
+use crate::names::{
+    flatten, glob_match, is_dynamic, portable_settings, restored_index, restored_stamp, unflatten,
+};
 use crate::{Params, cluster_version};
 
 /// How many rejected documents an error quotes.
@@ -51,6 +54,15 @@ pub struct Plan<'m> {
     pub index: String,
     /// Whether a concrete index named `alias` is deleted in the alias switch.
     pub replace_index: bool,
+    /// The settings the new index gets (portable ones), and those left out.
+    pub settings: Map<String, Value>,
+    pub left_out: Vec<String>,
+}
+
+impl Plan<'_> {
+    fn is_stream(&self) -> bool {
+        self.dump.kind == Kind::DataStream
+    }
 }
 
 /// Only the alias properties a new index can take.
@@ -138,6 +150,27 @@ pub fn plan<'m>(
             .filter(|(name, _)| Some(*name) != first.as_ref())
             .map(|(name, props)| (rename(name), copied_properties(props)))
             .collect();
+        let (settings, left_out) = portable_settings(
+            &dump.settings,
+            &keep_settings(params),
+            &params.drop_settings,
+        );
+        if dump.kind == Kind::DataStream {
+            // A data stream comes back as a data stream, under its name
+            // (renamed by `target`): no alias, no generations.
+            let name = rename(&dump.name);
+            plans.push(Plan {
+                dump,
+                index: name.clone(),
+                alias: name,
+                alias_properties: Map::new(),
+                other_aliases: Vec::new(),
+                replace_index: false,
+                settings,
+                left_out,
+            });
+            continue;
+        }
         if let Some(other) = plans.iter().find(|p| p.alias == alias) {
             return Err(Error::invalid(format!(
                 "indices `{}` and `{}` of the snapshot would both be restored behind alias \
@@ -153,9 +186,21 @@ pub fn plan<'m>(
             alias_properties,
             other_aliases,
             replace_index: false,
+            settings,
+            left_out,
         });
     }
     Ok(plans)
+}
+
+/// `keep-settings`, plus `index.lifecycle.name` when ILM policies are
+/// restored too.
+fn keep_settings(params: &Params) -> Vec<String> {
+    let mut keep = params.keep_settings.clone();
+    if params.ilm_policies {
+        keep.push("index.lifecycle.name".to_owned());
+    }
+    keep
 }
 
 /// One row of `GET /_cat/indices?format=json&h=index`.
@@ -165,8 +210,34 @@ struct CatIndex {
 }
 
 /// The concrete indices `name` stands for (itself, or those behind an
-/// alias of that name); empty when it names nothing.
+/// alias of that name); empty when it names nothing. Through `GET
+/// /_resolve/index` (needs `view_index_metadata` only), or `_cat/indices`
+/// (needs `monitor`) on clusters before 7.9.
 fn concrete_indices(es: &Es, name: &str) -> Result<Vec<String>> {
+    let path = format!("/_resolve/index/{}?expand_wildcards=all", encode(name));
+    let response = es.send_with_retries(&es.request(Method::Get, &path))?;
+    match response.status {
+        404 => return Ok(Vec::new()),
+        s if (200..300).contains(&s) => {
+            let v: Value = response.json()?;
+            let mut out: Vec<String> = Vec::new();
+            for i in v["indices"].as_array().into_iter().flatten() {
+                if let Some(n) = i["name"].as_str() {
+                    out.push(n.to_owned());
+                }
+            }
+            for a in v["aliases"].as_array().into_iter().flatten() {
+                for n in a["indices"].as_array().into_iter().flatten() {
+                    if let Some(n) = n.as_str() {
+                        out.push(n.to_owned());
+                    }
+                }
+            }
+            return Ok(out);
+        }
+        400 | 405 => {}
+        _ => return Err(es.status_error(&response)),
+    }
     let path = format!("/_cat/indices/{}?format=json&h=index", encode(name));
     let rows: Vec<CatIndex> = es.get_json_opt(&path)?.unwrap_or_default();
     Ok(rows.into_iter().map(|r| r.index).collect())
@@ -213,6 +284,10 @@ fn alias_holders(es: &Es, alias: &str) -> Result<Vec<String>> {
 fn check_aliases_free(es: &Es, plans: &mut [Plan], allow_replace: bool) -> Result<()> {
     let mut blocked = Vec::new();
     for plan in plans.iter_mut() {
+        if plan.is_stream() {
+            check_stream_free(es, plan)?;
+            continue;
+        }
         if !concrete_indices(es, &plan.alias)?.contains(&plan.alias) {
             continue;
         }
@@ -245,6 +320,33 @@ fn check_aliases_free(es: &Es, plans: &mut [Plan], allow_replace: bool) -> Resul
     )))
 }
 
+/// A data stream is restored under its name only where none holds
+/// documents yet (a re-run of a failed restore finds its own, partly
+/// loaded: that one is loaded again, additively).
+fn check_stream_free(es: &Es, plan: &Plan) -> Result<()> {
+    let name = &plan.index;
+    let found: Option<Value> = es.get_json_opt(&format!("/_data_stream/{}", encode(name)))?;
+    let exists = found
+        .as_ref()
+        .and_then(|f| f["data_streams"].as_array())
+        .is_some_and(|l| l.iter().any(|d| d["name"] == name.as_str()));
+    if !exists {
+        if !concrete_indices(es, name)?.is_empty() {
+            return Err(Error::invalid(format!(
+                "cannot restore data stream `{}` as `{name}`: an index or alias of that name                  exists on {}; restore it under another name with `target = {{ {:?} =                  \"new-name\" }}` (an index template must match the new name)",
+                plan.dump.name,
+                es.url(),
+                plan.dump.name
+            )));
+        }
+        return Ok(());
+    }
+    log::info(format!(
+        "data stream `{name}` exists: loading into it (documents keep their `_id`; those          already there are kept)"
+    ));
+    Ok(())
+}
+
 /// The settings overrides of `restore-settings` as flat `index.*` keys.
 fn overrides(params: &Params) -> Map<String, Value> {
     params.restore_settings_flat()
@@ -255,8 +357,19 @@ fn overrides(params: &Params) -> Map<String, Value> {
 /// created now.
 fn create_index(es: &Es, params: &Params, plan: &Plan) -> Result<bool> {
     let index = &plan.index;
+    if plan.is_stream() {
+        return create_stream(es, plan);
+    }
     let overrides = overrides(params);
-    let mut settings = plan.dump.settings.clone();
+    if !plan.left_out.is_empty() {
+        log::info(format!(
+            "index `{index}`: settings of `{}` that belong to the source cluster are not \
+             restored (keep some with `keep-settings`): {}",
+            plan.dump.name,
+            plan.left_out.join(", ")
+        ));
+    }
+    let mut settings = plan.settings.clone();
     settings.extend(overrides.clone());
     let body = json!({
         "settings": unflatten(&settings)?,
@@ -288,6 +401,33 @@ fn create_index(es: &Es, params: &Params, plan: &Plan) -> Result<bool> {
         put_settings(es, index, &dynamic)?;
     }
     Ok(false)
+}
+
+/// `PUT /_data_stream/{name}` (the cluster needs an index template with
+/// `data_stream` for the name: restored first with `templates = true`).
+/// Whether it was created now.
+fn create_stream(es: &Es, plan: &Plan) -> Result<bool> {
+    let name = &plan.index;
+    let request = es.request(Method::Put, &format!("/_data_stream/{}", encode(name)));
+    let response = es.send_with_retries(&request)?;
+    if response.is_success() {
+        return Ok(true);
+    }
+    let problem = EsProblem::parse(&response.body);
+    if problem.mentions("resource_already_exists_exception") {
+        return Ok(false);
+    }
+    let hint = if problem.reason.contains("no matching index template") {
+        format!(
+            "; the cluster has no index template with `data_stream` matching `{name}`              (template `{}` of the source): dump with `templates = true`, or create it",
+            plan.dump.template.as_deref().unwrap_or("?")
+        )
+    } else {
+        String::new()
+    };
+    Err(es
+        .status_error(&response)
+        .context(format!("creating data stream `{name}`{hint}")))
 }
 
 /// `PUT /{index}/_settings`.
@@ -325,10 +465,19 @@ impl Batch {
     /// # Errors
     ///
     /// `failed` when the line is not a dump line.
+    #[cfg(test)]
     pub fn push(&mut self, line: &[u8]) -> Result<()> {
+        self.push_as(line, "index")
+    }
+
+    /// Add a dump line as an `action` (`index`, or `create` for a data
+    /// stream) with its `_id` and routing.
+    pub fn push_as(&mut self, line: &[u8], action: &str) -> Result<()> {
         let line: Line = serde_json::from_slice(line)?;
         let start = self.body.len();
-        self.body.extend_from_slice(b"{\"index\":{\"_id\":");
+        self.body.extend_from_slice(b"{\"");
+        self.body.extend_from_slice(action.as_bytes());
+        self.body.extend_from_slice(b"\":{\"_id\":");
         serde_json::to_writer(&mut self.body, &*line.id)?;
         if let Some(routing) = &line.routing {
             self.body.extend_from_slice(b",\"routing\":");
@@ -406,6 +555,8 @@ pub struct Outcome {
     /// How many were rejected for good, and why (the first few).
     pub rejected: usize,
     pub reasons: Vec<String>,
+    /// Why the first item to resend failed.
+    pub retry_reason: Option<String>,
 }
 
 /// Sort the items of a 2xx bulk response into done, to retry and rejected.
@@ -413,7 +564,14 @@ pub struct Outcome {
 /// # Errors
 ///
 /// `failed` when the body is not a bulk response for `sent` items.
+#[cfg(test)]
 pub fn bulk_outcome(body: &[u8], sent: usize) -> Result<Outcome> {
+    bulk_outcome_with(body, sent, false)
+}
+
+/// As [`bulk_outcome`]; with `conflicts_done`, a 409 (a `create` of a
+/// document already there, from an earlier run) counts as done.
+pub fn bulk_outcome_with(body: &[u8], sent: usize, conflicts_done: bool) -> Result<Outcome> {
     let summary: BulkSummary = serde_json::from_slice(body).map_err(|e| {
         Error::failed(format!(
             "the _bulk response is not the expected JSON: {e}: {}",
@@ -433,11 +591,19 @@ pub fn bulk_outcome(body: &[u8], sent: usize) -> Result<Outcome> {
     let mut outcome = Outcome::default();
     for (i, item) in response.items.iter().enumerate() {
         let result = &item.index;
-        if (200..300).contains(&result.status) {
+        if (200..300).contains(&result.status) || (conflicts_done && result.status == 409) {
             continue;
         }
         if retryable_status(result.status) {
             outcome.retry.push(i);
+            if outcome.retry_reason.is_none() {
+                let problem = EsProblem::parse(
+                    json!({ "error": result.error.clone().unwrap_or(Value::Null) })
+                        .to_string()
+                        .as_bytes(),
+                );
+                outcome.retry_reason = Some(format!("{} ({problem})", result.status));
+            }
             continue;
         }
         outcome.rejected += 1;
@@ -474,6 +640,7 @@ fn finish_bulk(
     source: &str,
     batch: &Batch,
     first: Result<Response>,
+    stream: bool,
 ) -> Result<()> {
     let mut pending: Vec<usize> = (0..batch.len()).collect();
     let mut attempt = 0;
@@ -485,7 +652,7 @@ fn finish_bulk(
         };
         let failure = match sent {
             Ok(response) if response.is_success() => {
-                let outcome = bulk_outcome(&response.body, pending.len())
+                let outcome = bulk_outcome_with(&response.body, pending.len(), stream)
                     .with_context(|| format!("loading index `{index}`"))?;
                 if outcome.rejected > 0 {
                     return Err(Error::failed(format!(
@@ -511,9 +678,13 @@ fn finish_bulk(
                     return Ok(());
                 }
                 let failure = format!(
-                    "{} of {} documents got 429/5xx",
+                    "{} of {} documents got 429/5xx, the first {}",
                     outcome.retry.len(),
-                    pending.len()
+                    pending.len(),
+                    outcome
+                        .retry_reason
+                        .as_deref()
+                        .unwrap_or("with no reason given")
                 );
                 pending = outcome.retry.iter().map(|&i| pending[i]).collect();
                 Error::failed(failure)
@@ -564,6 +735,9 @@ struct InFlight<'a> {
     index: &'a str,
     source: &'a str,
     limit: usize,
+    /// Loading a data stream (`create` actions; a 409 is a document an
+    /// earlier run loaded).
+    stream: bool,
     requests: VecDeque<(Batch, Pending)>,
     /// Batches done with, to reuse their buffers.
     spare: Vec<Batch>,
@@ -594,7 +768,7 @@ impl InFlight<'_> {
             return Ok(0);
         };
         let first = self.es.wait(started);
-        finish_bulk(self.es, self.index, self.source, &batch, first)?;
+        finish_bulk(self.es, self.index, self.source, &batch, first, self.stream)?;
         let done = batch.len();
         batch.clear();
         self.spare.push(batch);
@@ -617,6 +791,7 @@ fn load_documents(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress
         index: &plan.index,
         source: &plan.dump.name,
         limit: params.bulk_concurrency as usize,
+        stream: plan.is_stream(),
         requests: VecDeque::new(),
         spare: Vec::new(),
     };
@@ -636,7 +811,8 @@ fn load_documents(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        batch.push(&line).map_err(|e| {
+        let action = if plan.is_stream() { "create" } else { "index" };
+        batch.push_as(&line, action).map_err(|e| {
             Error::failed(format!(
                 "artifact `{artifact}`, line {line_no}: not a dump line: {e}"
             ))
@@ -687,8 +863,9 @@ fn restore_index(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress)
     let counted = count(es, index).with_context(|| format!("counting index `{index}`"))?;
     if counted != plan.dump.documents {
         return Err(Error::failed(format!(
-            "index `{index}` holds {counted} documents after the load, but `{source}` was dumped \
-             with {}; the aliases were not moved",
+            "`{index}` holds {counted} documents after the load, but `{source}` was dumped \
+             with {}: the cluster acknowledged documents it does not hold, or something else \
+             writes to it; the aliases were not moved",
             plan.dump.documents
         )));
     }
@@ -697,11 +874,11 @@ fn restore_index(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress)
         .into_iter()
         .filter(|(k, _)| is_dynamic(k))
         .map(|(k, _)| {
-            let saved = plan.dump.settings.get(&k).cloned().unwrap_or(Value::Null);
+            let saved = plan.settings.get(&k).cloned().unwrap_or(Value::Null);
             (k, saved)
         })
         .collect();
-    if !put_back.is_empty() {
+    if !put_back.is_empty() && !plan.is_stream() {
         put_settings(es, index, &put_back)?;
     }
     let secs = (time::now_ms().saturating_sub(start)).max(1) as f64 / 1000.0;
@@ -719,7 +896,7 @@ fn restore_index(es: &Es, params: &Params, plan: &Plan, progress: &mut Progress)
 /// name is deleted when `replace-index` allows it.
 fn alias_actions(es: &Es, plans: &[Plan]) -> Result<Vec<Value>> {
     let mut actions = Vec::new();
-    for plan in plans {
+    for plan in plans.iter().filter(|p| !p.is_stream()) {
         let holders = alias_holders(es, &plan.alias)?;
         for holder in holders.iter().filter(|h| **h != plan.index) {
             actions.push(json!({ "remove": { "index": holder, "alias": plan.alias } }));
@@ -773,6 +950,106 @@ fn clean_up(es: &Es, plan: &Plan, keep: u32) -> Result<Vec<String>> {
     Ok(deleted)
 }
 
+/// Create the ILM policies of the dump the cluster lacks; those it has are
+/// kept as they are. Returns the created ones.
+fn restore_policies(es: &Es, manifest: &Manifest, version: Option<Version>) -> Result<Vec<String>> {
+    let mut created = Vec::new();
+    if manifest.ilm_policies.is_empty() {
+        return Ok(created);
+    }
+    if version.is_some_and(|v| !v.has_ilm()) {
+        log::warn(format!(
+            "the dump holds ILM policies ({}), but {} has no ILM: not restored",
+            manifest
+                .ilm_policies
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", "),
+            es.url()
+        ));
+        return Ok(created);
+    }
+    for (name, policy) in &manifest.ilm_policies {
+        let path = format!("/_ilm/policy/{}", encode(name));
+        if es.get_json_opt::<Value>(&path)?.is_some() {
+            log::info(format!("ILM policy `{name}` exists: the cluster's is kept"));
+            continue;
+        }
+        let request = es
+            .request(Method::Put, &path)
+            .json(&json!({ "policy": policy }))?;
+        es.send_retrying(&request)
+            .with_context(|| format!("creating ILM policy `{name}`"))?;
+        log::info(format!("created ILM policy `{name}`"));
+        created.push(name.clone());
+    }
+    Ok(created)
+}
+
+/// A template's settings made portable as an index's are.
+fn portable_template(params: &Params, body: &Value) -> Value {
+    let mut body = body.clone();
+    if let Some(settings) = body["template"].get("settings").cloned() {
+        let mut flat = Map::new();
+        flatten("", &settings, &mut flat);
+        let flat: Map<String, Value> = flat
+            .into_iter()
+            .map(|(k, v)| (crate::names::with_index_prefix(&k), v))
+            .collect();
+        let (kept, left_out) =
+            portable_settings(&flat, &keep_settings(params), &params.drop_settings);
+        if !left_out.is_empty() {
+            log::info(format!(
+                "template settings that belong to the source cluster are not restored: {}",
+                left_out.join(", ")
+            ));
+        }
+        body["template"]["settings"] = unflatten(&kept).unwrap_or(Value::Object(Map::new()));
+    }
+    body
+}
+
+/// Create the templates of the dump the cluster lacks (component templates
+/// first); those it has are kept as they are. Returns the created ones.
+fn restore_templates(
+    es: &Es,
+    params: &Params,
+    manifest: &Manifest,
+    _version: Option<Version>,
+) -> Result<Vec<String>> {
+    let mut created = Vec::new();
+    let mut ordered: Vec<&crate::manifest::TemplateDump> = manifest
+        .templates
+        .iter()
+        .filter(|t| t.kind == "component")
+        .collect();
+    ordered.extend(manifest.templates.iter().filter(|t| t.kind != "component"));
+    for t in ordered {
+        let api = if t.kind == "component" {
+            "_component_template"
+        } else {
+            "_index_template"
+        };
+        let path = format!("/{api}/{}", encode(&t.name));
+        if es.get_json_opt::<Value>(&path)?.is_some() {
+            log::info(format!(
+                "{} template `{}` exists: the cluster's is kept",
+                t.kind, t.name
+            ));
+            continue;
+        }
+        let request = es
+            .request(Method::Put, &format!("{path}?create=true"))
+            .json(&portable_template(params, &t.body))?;
+        es.send_retrying(&request)
+            .with_context(|| format!("creating {} template `{}`", t.kind, t.name))?;
+        log::info(format!("created {} template `{}`", t.kind, t.name));
+        created.push(t.name.clone());
+    }
+    Ok(created)
+}
+
 /// Read the manifest of the snapshot being restored.
 fn read_manifest() -> Result<Manifest> {
     let mut bytes = Vec::new();
@@ -791,7 +1068,7 @@ pub fn restore(params: &Params, snapshot: Option<&str>) -> Result<Value> {
     let snapshot = snapshot.ok_or_else(|| Error::invalid("a restore needs a snapshot"))?;
     let manifest = read_manifest()?;
     let es = params.client();
-    cluster_version(&es)?;
+    let version = cluster_version(&es, params)?;
     let selected = select(&manifest, &params.indices)?;
     let mut plans = plan(&selected, params, &manifest.stamp, snapshot)?;
     check_aliases_free(&es, &mut plans, params.replace_index)?;
@@ -812,18 +1089,22 @@ pub fn restore(params: &Params, snapshot: Option<&str>) -> Result<Value> {
         total: plans.iter().map(|p| p.dump.documents).sum(),
     };
     progress::report(0, progress.total, Unit::Items);
+    let policies = restore_policies(&es, &manifest, version)?;
+    let templates = restore_templates(&es, params, &manifest, version)?;
     let mut created = Vec::with_capacity(plans.len());
     for plan in &plans {
         created.push(restore_index(&es, params, plan, &mut progress)?);
     }
 
     let actions = alias_actions(&es, &plans)?;
-    let request = es
-        .request(Method::Post, "/_aliases")
-        .json(&json!({ "actions": actions }))?;
-    es.send_retrying(&request)
-        .context("moving the aliases to the restored indices (nothing was moved)")?;
-    for plan in &plans {
+    if !actions.is_empty() {
+        let request = es
+            .request(Method::Post, "/_aliases")
+            .json(&json!({ "actions": actions }))?;
+        es.send_retrying(&request)
+            .context("moving the aliases to the restored indices (nothing was moved)")?;
+    }
+    for plan in plans.iter().filter(|p| !p.is_stream()) {
         log::info(format!(
             "alias `{}` now points to `{}`",
             plan.alias, plan.index
@@ -832,7 +1113,7 @@ pub fn restore(params: &Params, snapshot: Option<&str>) -> Result<Value> {
 
     let mut deleted = Vec::new();
     if let Some(keep) = params.keep_indices {
-        for plan in &plans {
+        for plan in plans.iter().filter(|p| !p.is_stream()) {
             deleted.extend(clean_up(&es, plan, keep)?);
         }
     }
@@ -840,19 +1121,27 @@ pub fn restore(params: &Params, snapshot: Option<&str>) -> Result<Value> {
         .iter()
         .zip(&created)
         .map(|(plan, created)| {
-            json!({
+            let mut v = json!({
                 "source": plan.dump.name,
                 "index": plan.index,
-                "alias": plan.alias,
                 "documents": plan.dump.documents,
                 "created": created,
-            })
+                "settings-left-out": plan.left_out,
+            });
+            if plan.is_stream() {
+                v["data-stream"] = json!(true);
+            } else {
+                v["alias"] = json!(plan.alias);
+            }
+            v
         })
         .collect();
     Ok(json!({
         "indices": indices,
         "documents": progress.done,
         "deleted": deleted,
+        "templates-created": templates,
+        "ilm-policies-created": policies,
     }))
 }
 
@@ -899,6 +1188,10 @@ mod tests {
         ]}"#;
         let outcome = bulk_outcome(body, 4).unwrap();
         assert_eq!(outcome.retry, [1, 3]);
+        assert_eq!(
+            outcome.retry_reason.as_deref(),
+            Some("429 (es_rejected_execution_exception: queue full)")
+        );
         assert_eq!(outcome.rejected, 1);
         assert_eq!(
             outcome.reasons,
@@ -918,6 +1211,9 @@ mod tests {
             settings: Map::new(),
             mappings: json!({}),
             aliases: aliases.as_object().unwrap().clone(),
+            kind: Kind::Index,
+            template: None,
+            dropped_settings: Vec::new(),
         }
     }
 
@@ -974,6 +1270,8 @@ mod tests {
             stamp: String::new(),
             url: String::new(),
             version: None,
+            templates: Vec::new(),
+            ilm_policies: Map::new(),
             indices: vec![
                 dump("a1", json!({})),
                 dump("a2", json!({})),

@@ -167,11 +167,11 @@ pub fn restored_stamp<'a>(alias: &str, index: &'a str) -> Option<&'a str> {
     ok.then_some(stamp)
 }
 
-/// Settings Elasticsearch sets itself or that describe the source index
-/// rather than its content, dropped from a dump: a restore cannot set them
-/// (`index.uuid`, `index.version.*`) or must not copy them (`index.blocks.*`
-/// would make the restored index read-only). A trailing `.` covers the key
-/// and everything under it.
+/// Settings Elasticsearch generates or that no cluster accepts back,
+/// left out of a dump (and listed in its manifest): a restore cannot set
+/// them (`index.uuid`, `index.version.*` are private) or they describe the
+/// source index's history. A trailing `.` covers the key and everything
+/// under it.
 const NOT_RESTORABLE: &[&str] = &[
     "index.uuid",
     "index.creation_date",
@@ -185,14 +185,66 @@ const NOT_RESTORABLE: &[&str] = &[
     "index.split.",
     "index.clone.",
     "index.verified_before_close",
+    "index.downsample.",
+    "index.rollup.",
+    "index.lifecycle.indexing_complete",
+    "archived.",
+    "index.archived.",
+];
+
+/// Settings that tie an index to the cluster it came from, left out at
+/// restore unless `keep-settings` keeps them: node attributes and data
+/// tiers (`routing.allocation`), ILM (`lifecycle`) and OpenSearch ISM
+/// (`plugins`, `opendistro`), write blocks, frozen and searchable-snapshot
+/// indices.
+const SOURCE_CLUSTER: &[&str] = &[
+    "index.routing.allocation.",
+    "index.lifecycle.",
+    "index.plugins.",
+    "index.opendistro.",
     "index.blocks.",
     "index.frozen",
     "index.search.throttled",
     "index.store.snapshot.",
-    "index.lifecycle.indexing_complete",
-    "index.downsample.",
-    "index.rollup.",
+    "index.replication.type",
 ];
+
+/// Whether `key` is in `list` (entries ending in `.` cover a group).
+fn listed_in(list: &[&str], key: &str) -> bool {
+    list.iter().any(|entry| {
+        key == entry.trim_end_matches('.') || (entry.ends_with('.') && key.starts_with(entry))
+    })
+}
+
+/// Whether `key` matches a `keep-settings`/`drop-settings` pattern: `*`
+/// wildcards, with or without the `index.` prefix.
+pub fn setting_matches(pattern: &str, key: &str) -> bool {
+    glob_match(pattern, key) || glob_match(&with_index_prefix(pattern), key)
+}
+
+/// What a restore does with the dumped settings of an index: the flat
+/// settings it sets, and the keys it leaves out because they belong to the
+/// source cluster (or `drop`), sorted.
+pub fn portable_settings(
+    settings: &Map<String, Value>,
+    keep: &[String],
+    drop: &[String],
+) -> (Map<String, Value>, Vec<String>) {
+    let mut kept = Map::new();
+    let mut dropped = Vec::new();
+    for (key, value) in settings {
+        let source_bound = listed_in(NOT_RESTORABLE, key) || listed_in(SOURCE_CLUSTER, key);
+        let keep_it = keep.iter().any(|p| setting_matches(p, key));
+        let drop_it = drop.iter().any(|p| setting_matches(p, key));
+        if drop_it || (source_bound && !keep_it) || listed_in(NOT_RESTORABLE, key) {
+            dropped.push(key.clone());
+        } else {
+            kept.insert(key.clone(), value.clone());
+        }
+    }
+    dropped.sort();
+    (kept, dropped)
+}
 
 /// Settings a restore sets at creation only: overriding one in
 /// `restore-settings` is kept (it cannot be changed on an open index).
@@ -209,27 +261,34 @@ const STATIC: &[&str] = &[
     "index.store.type",
 ];
 
-fn listed(list: &[&str], key: &str) -> bool {
-    list.iter().any(|entry| {
-        key == entry.trim_end_matches('.') || (entry.ends_with('.') && key.starts_with(entry))
-    })
-}
-
 /// Whether a restore puts `key` back after the load (a dynamic setting).
 pub fn is_dynamic(key: &str) -> bool {
-    !listed(STATIC, key)
+    !listed_in(STATIC, key)
 }
 
 /// `settings` (nested or flat, as `GET /{index}` returns them) as flat
-/// `index.*` keys with the non-restorable ones removed. Keys without the
-/// `index.` prefix get it, as Elasticsearch reads them.
-pub fn restorable_settings(settings: &Value) -> Map<String, Value> {
+/// `index.*` keys with the non-restorable ones removed, and the removed
+/// keys. Keys without the `index.` prefix get it, as Elasticsearch reads
+/// them; `archived.*` keys (settings a cluster no longer knows) stay as
+/// they are, and are removed.
+pub fn restorable_settings(settings: &Value) -> (Map<String, Value>, Vec<String>) {
     let mut flat = Map::new();
     flatten("", settings, &mut flat);
-    flat.into_iter()
-        .map(|(k, v)| (with_index_prefix(&k), v))
-        .filter(|(k, _)| !listed(NOT_RESTORABLE, k))
-        .collect()
+    let mut kept = Map::new();
+    let mut dropped = Vec::new();
+    for (k, v) in flat {
+        let key = if k.starts_with("archived.") {
+            k
+        } else {
+            with_index_prefix(&k)
+        };
+        if listed_in(NOT_RESTORABLE, &key) {
+            dropped.push(key);
+        } else {
+            kept.insert(key, v);
+        }
+    }
+    (kept, dropped)
 }
 
 /// `index.KEY` for `KEY`, `index.KEY` unchanged.
@@ -369,7 +428,7 @@ mod tests {
 
     #[test]
     fn settings_keep_only_what_a_restore_can_set() {
-        let settings = json!({"index": {
+        let settings = json!({"archived": {"index": {"old": "x"}}, "index": {
             "number_of_shards": "3", "number_of_replicas": "1", "uuid": "u",
             "creation_date": "1", "provided_name": "p",
             "version": {"created": "7170099", "upgraded": "7170099"},
@@ -378,28 +437,58 @@ mod tests {
             "blocks": {"write": "true"},
             "analysis": {"analyzer": {"a": {"type": "custom", "filter": ["lowercase"]}}}
         }});
-        let flat = restorable_settings(&settings);
+        let (flat, dropped) = restorable_settings(&settings);
         let keys: Vec<&str> = flat.keys().map(String::as_str).collect();
         assert_eq!(
             keys,
             [
                 "index.analysis.analyzer.a.filter",
                 "index.analysis.analyzer.a.type",
+                "index.blocks.write",
                 "index.number_of_replicas",
                 "index.number_of_shards",
                 "index.routing.allocation.include._tier",
             ]
         );
+        assert!(dropped.contains(&"index.uuid".to_owned()), "{dropped:?}");
         // Flat input gives the same.
         let mut flat_in = Map::new();
         flatten("", &settings, &mut flat_in);
-        assert_eq!(restorable_settings(&Value::Object(flat_in)), flat);
+        assert_eq!(restorable_settings(&Value::Object(flat_in)).0, flat);
+        // A restore leaves out what belongs to the source cluster.
+        let (portable, left_out) = portable_settings(&flat, &[], &[]);
         assert_eq!(
-            unflatten(&flat).unwrap(),
+            portable.keys().map(String::as_str).collect::<Vec<_>>(),
+            [
+                "index.analysis.analyzer.a.filter",
+                "index.analysis.analyzer.a.type",
+                "index.number_of_replicas",
+                "index.number_of_shards",
+            ]
+        );
+        assert_eq!(
+            left_out,
+            [
+                "index.blocks.write",
+                "index.routing.allocation.include._tier"
+            ]
+        );
+        let (portable, _) = portable_settings(
+            &flat,
+            &["routing.allocation.*".to_owned()],
+            &["index.number_of_replicas".to_owned()],
+        );
+        assert!(portable.contains_key("index.routing.allocation.include._tier"));
+        assert!(!portable.contains_key("index.number_of_replicas"));
+        assert!(
+            dropped.contains(&"archived.index.old".to_owned()),
+            "{dropped:?}"
+        );
+        assert_eq!(
+            unflatten(&portable_settings(&flat, &[], &[]).0).unwrap(),
             json!({"index": {
                 "analysis": {"analyzer": {"a": {"type": "custom", "filter": ["lowercase"]}}},
-                "number_of_replicas": "1", "number_of_shards": "3",
-                "routing": {"allocation": {"include": {"_tier": "hot"}}}
+                "number_of_replicas": "1", "number_of_shards": "3"
             }})
         );
     }

@@ -24,15 +24,23 @@
 //!   chooses which indices of the snapshot to restore.
 //! - `include-global-state` (default `false`): also snapshot (and restore)
 //!   the cluster state: templates, persistent settings.
-//! - Credentials: `username` with `password-secret` (the name of a secret
-//!   granted in `allow.secrets`; the host sends
+//! - Credentials, one of: `username` with `password-secret` (the name of a
+//!   secret bound in `allow.secrets`; the host sends
 //!   `Authorization: Basic {{secret-basic:USERNAME:SECRET}}`, so the module
-//!   never sees the password), or `authorization-secret`, a secret holding
-//!   the whole `Authorization` value (`ApiKey …`, `Bearer …`).
+//!   never sees the password), `api-key-secret` (an API key in its
+//!   `encoded` form: `ApiKey …`), `bearer-secret` (`Bearer …`), or
+//!   `authorization-secret`, a secret holding the whole `Authorization`
+//!   value. TLS (CA file or fingerprint, client certificate) is the host's:
+//!   `[jobs.NAME.tls."https://host:port"]`.
 //! - `poll-interval` (seconds, default `1`): how often to ask whether the
-//!   snapshot is done. `snapshot-timeout` (seconds, optional): give up (and
-//!   abort the snapshot) after this long; the run's own timeout applies
-//!   anyway.
+//!   snapshot is done. `snapshot-timeout` (seconds, default 3600): give up
+//!   (and abort the snapshot) after this long, and the longest a restore
+//!   may take; the run's own timeout applies anyway. Polling goes on
+//!   through 429s, 5xx and lost connections until then.
+//! - `retries` (default 8): how often creating the snapshot is tried again
+//!   when the cluster refuses it with `concurrent_snapshot_execution_exception`
+//!   (another snapshot or a deletion is running), 429 or a 5xx, with
+//!   exponential backoff from 1 s (at most 60 s).
 //! - `archive-path` (optional): the repository's directory on this host
 //!   (`path.repo` + `location`), granted in `allow.paths` (read-write for a
 //!   restore). After a successful snapshot it is added to the Cairn snapshot
@@ -128,9 +136,6 @@ const NOTE_VERSION: &str = "es-version";
 const NOTE_ARCHIVE: &str = "archive";
 /// Format of [`Record`].
 const RECORD_FORMAT: u32 = 1;
-/// How long a request that waits for the cluster (a restore) may take when
-/// `snapshot-timeout` is not set; the run's timeout still applies.
-const LONG_REQUEST: Duration = Duration::from_secs(24 * 3600);
 /// How many shard failures an error quotes.
 const QUOTED_FAILURES: usize = 5;
 
@@ -140,6 +145,14 @@ fn default_repository() -> String {
 
 fn default_poll_interval() -> f64 {
     1.0
+}
+
+fn default_snapshot_timeout() -> f64 {
+    3600.0
+}
+
+fn default_retries() -> u32 {
+    8
 }
 
 fn default_rename_pattern() -> String {
@@ -191,10 +204,16 @@ struct Params {
     password_secret: Option<String>,
     #[serde(default)]
     authorization_secret: Option<String>,
+    #[serde(default)]
+    api_key_secret: Option<String>,
+    #[serde(default)]
+    bearer_secret: Option<String>,
     #[serde(default = "default_poll_interval")]
     poll_interval: f64,
-    #[serde(default)]
-    snapshot_timeout: Option<f64>,
+    #[serde(default = "default_snapshot_timeout")]
+    snapshot_timeout: f64,
+    #[serde(default = "default_retries")]
+    retries: u32,
     #[serde(default)]
     archive_path: Option<String>,
     #[serde(default = "default_rename_pattern")]
@@ -218,7 +237,8 @@ struct Settings {
     include_global_state: bool,
     authorization: Option<String>,
     poll_interval: Duration,
-    snapshot_timeout: Option<Duration>,
+    snapshot_timeout: Duration,
+    retries: u32,
     archive_path: Option<String>,
     rename: Option<Rename>,
     delete_existing: bool,
@@ -333,12 +353,36 @@ impl Params {
                 "`location` is empty; leave it out to use an existing repository",
             ));
         }
+        let token = match (&self.api_key_secret, &self.bearer_secret) {
+            (Some(_), Some(_)) => {
+                return Err(invalid("set `api-key-secret` or `bearer-secret`, not both"));
+            }
+            (Some(secret), None) => {
+                check_secret_name("api-key-secret", secret)?;
+                Some(format!("ApiKey {{{{secret:{secret}}}}}"))
+            }
+            (None, Some(secret)) => {
+                check_secret_name("bearer-secret", secret)?;
+                Some(format!("Bearer {{{{secret:{secret}}}}}"))
+            }
+            (None, None) => None,
+        };
+        if token.is_some()
+            && (self.username.is_some()
+                || self.password_secret.is_some()
+                || self.authorization_secret.is_some())
+        {
+            return Err(invalid(
+                "set one of `username` with `password-secret`, `api-key-secret`, \
+                 `bearer-secret` or `authorization-secret`",
+            ));
+        }
         let authorization = match (
             &self.username,
             &self.password_secret,
             &self.authorization_secret,
         ) {
-            (None, None, None) => None,
+            (None, None, None) => token,
             (Some(user), Some(secret), None) => {
                 if user.is_empty() || user.contains(':') || user.contains("}}") {
                     return Err(invalid(format!(
@@ -367,10 +411,13 @@ impl Params {
             }
         };
         let poll_interval = seconds("poll-interval", self.poll_interval)?;
-        let snapshot_timeout = self
-            .snapshot_timeout
-            .map(|s| seconds("snapshot-timeout", s))
-            .transpose()?;
+        let snapshot_timeout = seconds("snapshot-timeout", self.snapshot_timeout)?;
+        if self.retries > 100 {
+            return Err(invalid(format!(
+                "`retries` must be at most 100, got {}",
+                self.retries
+            )));
+        }
         if let Some(path) = &self.archive_path
             && !path.starts_with('/')
         {
@@ -410,6 +457,7 @@ impl Params {
             authorization,
             poll_interval,
             snapshot_timeout,
+            retries: self.retries,
             archive_path: self.archive_path,
             rename,
             delete_existing: self.delete_existing,
@@ -511,12 +559,11 @@ impl Es<'_> {
 
     /// Send `request`; a 401 or 403 is a `denied` error naming `what`.
     fn send(&self, request: Request, what: &str) -> Result<Response> {
-        let response = request.send().with_context(|| {
-            format!(
-                "{what}: cannot reach Elasticsearch at {}",
-                self.settings.url
-            )
-        })?;
+        let response = request_with_context(request, what, self)?;
+        self.send_checked(response, what)
+    }
+
+    fn send_checked(&self, response: Response, what: &str) -> Result<Response> {
         match response.status {
             401 => Err(Error::denied(format!(
                 "{what}: Elasticsearch at {} refused the credentials (401 Unauthorized): {}; check \
@@ -542,15 +589,44 @@ impl Es<'_> {
         }
     }
 
-    /// `GET /`: the cluster's version number.
+    /// `GET /`: the cluster's distribution and version number (`8.15.0`,
+    /// `opensearch 2.11.0`). A user without the `monitor` privilege gets a
+    /// 403 there: the snapshot API does not need the version, so the run
+    /// goes on with `unknown`. Wrong credentials (401) fail the run.
     fn version(&self) -> Result<String> {
         let what = "reading the cluster's version";
-        let response = self.ok(self.request(Method::Get, "/"), what)?;
+        let response = request_with_context(self.request(Method::Get, "/"), what, self)?;
+        if response.status == 401 {
+            return Err(self.send_checked(response, what).unwrap_err());
+        }
+        if response.status == 403 {
+            log::info(format!(
+                "GET / on {} is forbidden (no `monitor` cluster privilege); going on without \
+                 the cluster's version",
+                self.settings.url
+            ));
+            return Ok("unknown".to_owned());
+        }
+        if !response.is_success() {
+            return Err(status_error(what, &response));
+        }
         let body: Value = response.json()?;
-        Ok(body["version"]["number"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_owned())
+        let number = body["version"]["number"].as_str().unwrap_or("unknown");
+        Ok(match body["version"]["distribution"].as_str() {
+            Some("opensearch") => format!("opensearch {number}"),
+            _ => number.to_owned(),
+        })
+    }
+
+    /// The delay before retry `attempt` (1-based): 1 s doubling, at most
+    /// 60 s, with half of it random (jitter).
+    fn backoff(&self, attempt: u32) -> Duration {
+        let ceiling = Duration::from_secs(1)
+            .saturating_mul(1 << attempt.saturating_sub(1).min(6))
+            .min(Duration::from_secs(60));
+        let half = ceiling / 2;
+        let millis = u64::try_from(half.as_millis()).unwrap_or(0).max(1);
+        half + Duration::from_millis(time::now_ms().wrapping_mul(2_654_435_761) % millis)
     }
 
     fn snapshot_path(&self, snapshot: &str) -> String {
@@ -717,6 +793,12 @@ impl Es<'_> {
     }
 }
 
+fn request_with_context(request: Request, what: &str, es: &Es<'_>) -> Result<Response> {
+    request
+        .send()
+        .with_context(|| format!("{what}: cannot reach Elasticsearch at {}", es.settings.url))
+}
+
 /// The error Elasticsearch gave, as `type: reason (caused by …)`, or the
 /// start of the body.
 fn es_reason(response: &Response) -> String {
@@ -857,25 +939,98 @@ fn shard_failures(info: &Value) -> String {
 }
 
 /// Poll until `snapshot` is no longer running; its final description.
+/// Poll until `snapshot` is no longer running; its final description.
+/// Transient failures (429, 5xx, a lost connection) are logged and polled
+/// through; `snapshot-timeout` bounds the wait (the caller then deletes,
+/// which aborts, the snapshot).
 fn wait_for_snapshot(es: &Es<'_>, snapshot: &str) -> Result<Value> {
     let started = time::now_ms();
+    let timeout = es.settings.snapshot_timeout;
+    let mut last: String;
     loop {
-        let info = es.snapshot_info(snapshot)?;
-        let state = info["state"].as_str().unwrap_or("").to_owned();
-        if !matches!(state.as_str(), "IN_PROGRESS" | "STARTED" | "INIT" | "") {
-            return Ok(info);
-        }
-        if let Some(timeout) = es.settings.snapshot_timeout {
-            let elapsed = Duration::from_millis(time::now_ms().saturating_sub(started));
-            if elapsed >= timeout {
-                return Err(Error::limit(format!(
-                    "Elasticsearch snapshot `{snapshot}` was still {state} after the \
-                     snapshot-timeout of {}s",
-                    timeout.as_secs_f64()
-                )));
+        match es.snapshot_info(snapshot) {
+            Ok(info) => {
+                let state = info["state"].as_str().unwrap_or("").to_owned();
+                if !matches!(state.as_str(), "IN_PROGRESS" | "STARTED" | "INIT" | "") {
+                    return Ok(info);
+                }
+                last = state;
             }
+            Err(e) if e.kind() == cairn_guest::ErrorKind::Failed && transient(&e) => {
+                log::warn(format!(
+                    "polling Elasticsearch snapshot `{snapshot}`: {e}; polling on"
+                ));
+                last = format!("unknown ({e})");
+            }
+            Err(e) => return Err(e),
         }
-        time::sleep(es.settings.poll_interval);
+        let elapsed = Duration::from_millis(time::now_ms().saturating_sub(started));
+        if elapsed >= timeout {
+            return Err(Error::limit(format!(
+                "Elasticsearch snapshot `{snapshot}` was still {last} after the \
+                 snapshot-timeout of {}s; it is deleted (which aborts it)",
+                timeout.as_secs_f64()
+            )));
+        }
+        time::sleep(
+            es.settings
+                .poll_interval
+                .min(timeout.saturating_sub(elapsed))
+                .max(Duration::from_millis(10)),
+        );
+    }
+}
+
+/// Whether an error is one to retry: a lost connection, 429 or a 5xx.
+fn transient(e: &Error) -> bool {
+    let text = e.to_string();
+    text.contains("cannot reach Elasticsearch")
+        || text.contains(" returned 429")
+        || text.contains(" returned 5")
+}
+
+/// `PUT /_snapshot/REPO/NAME`, tried again with backoff when the cluster
+/// refuses it for now: `concurrent_snapshot_execution_exception` (another
+/// snapshot or a deletion is running), 429 or a 5xx.
+fn create_snapshot(es: &Es<'_>, name: &str, body: &Value) -> Result<()> {
+    let what = format!("creating Elasticsearch snapshot `{name}`");
+    let mut attempt = 0;
+    loop {
+        let request = es
+            .request(
+                Method::Put,
+                &format!("{}?wait_for_completion=false", es.snapshot_path(name)),
+            )
+            .json(body)?;
+        let failure = match es.send(request, &what) {
+            Ok(response) if response.is_success() => return Ok(()),
+            Ok(response) => {
+                let reason = es_reason(&response);
+                let again = reason.contains("concurrent_snapshot_execution_exception")
+                    || response.status == 429
+                    || response.status >= 500;
+                if !again {
+                    return Err(status_error(&what, &response));
+                }
+                status_error(&what, &response)
+            }
+            Err(e) if e.kind() == cairn_guest::ErrorKind::Failed => e,
+            Err(e) => return Err(e),
+        };
+        if attempt >= es.settings.retries {
+            return Err(failure.context(format!(
+                "still refused after {} retries",
+                es.settings.retries
+            )));
+        }
+        attempt += 1;
+        let delay = es.backoff(attempt);
+        log::warn(format!(
+            "{failure}; retry {attempt} of {} in {} ms",
+            es.settings.retries,
+            delay.as_millis()
+        ));
+        time::sleep(delay);
     }
 }
 
@@ -916,14 +1071,7 @@ fn backup(ctx: &Context) -> Result<Value> {
     if !settings.indices.is_empty() {
         body["indices"] = json!(settings.indices.join(","));
     }
-    es.ok(
-        es.request(
-            Method::Put,
-            &format!("{}?wait_for_completion=false", es.snapshot_path(&name)),
-        )
-        .json(&body)?,
-        &format!("creating Elasticsearch snapshot `{name}`"),
-    )?;
+    create_snapshot(&es, &name, &body)?;
     log::info(format!("started Elasticsearch snapshot `{name}`"));
     // From here on a failure leaves a snapshot nothing will refer to.
     match finish_backup(&es, &name, &version, aliases) {
@@ -1170,7 +1318,7 @@ fn restore(ctx: &Context) -> Result<Value> {
             ),
         )
         .json(&body)?
-        .timeout(settings.snapshot_timeout.unwrap_or(LONG_REQUEST)),
+        .timeout(settings.snapshot_timeout),
         &what,
     )?;
     if !response.is_success() {
@@ -1349,6 +1497,21 @@ impl Task for ElasticsearchSnapshot {
                 None,
             ))
             .param(Param::optional(
+                "api-key-secret",
+                "Secret holding an API key (encoded form; sent as ApiKey …)",
+                None,
+            ))
+            .param(Param::optional(
+                "bearer-secret",
+                "Secret holding a bearer token (sent as Bearer …)",
+                None,
+            ))
+            .param(Param::optional(
+                "retries",
+                "Retries of a snapshot creation refused for now (concurrent snapshot, 429, 5xx)",
+                json!(8),
+            ))
+            .param(Param::optional(
                 "poll-interval",
                 "Seconds between checks of a running snapshot",
                 json!(1),
@@ -1356,7 +1519,7 @@ impl Task for ElasticsearchSnapshot {
             .param(Param::optional(
                 "snapshot-timeout",
                 "Seconds a snapshot (or restore) may take",
-                None,
+                json!(3600),
             ))
             .param(Param::optional(
                 "archive-path",
@@ -1393,6 +1556,8 @@ impl Task for ElasticsearchSnapshot {
             .needs_http("{url}")
             .needs_secret("{password-secret}")
             .needs_secret("{authorization-secret}")
+            .needs_secret("{api-key-secret}")
+            .needs_secret("{bearer-secret}")
             .needs_path("{archive-path}")
     }
 

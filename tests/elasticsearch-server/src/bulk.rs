@@ -237,8 +237,20 @@ fn auto_create_allowed(state: &State) -> bool {
     value.and_then(Value::as_str) != Some("false")
 }
 
+/// What one write may do, beyond the state: injected faults and the caller's privileges.
+#[derive(Clone, Copy, Default)]
+pub struct Ctx<'a> {
+    /// Reject this item with 429.
+    pub reject: bool,
+    /// Acknowledge this item without keeping it (lost acknowledged write).
+    pub drop: bool,
+    /// The caller (None: security off).
+    pub principal: Option<&'a crate::security::Principal>,
+}
+
 /// Applies one write to the state.
-pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
+pub fn apply(state: &mut State, op: Op, ctx: Ctx<'_>) -> ItemResult {
+    let reject = ctx.reject;
     let target_name = op.index.clone().unwrap_or_default();
     let mut result = ItemResult {
         action: op.action,
@@ -259,6 +271,32 @@ pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
                 "coordinating operation [shard_detail=[cairn-test]]",
             ));
         }
+        if let Some(p) = ctx.principal {
+            let (privilege, action) = match op.action {
+                Action::Index => ("index", "indices:data/write/index"),
+                Action::Create => ("create_doc", "indices:data/write/index"),
+                Action::Update => ("index", "indices:data/write/update"),
+                Action::Delete => ("delete", "indices:data/write/delete"),
+            };
+            if !p.role.has_index(name, privilege) {
+                return Err(crate::security::index_denied(p, privilege, action, name));
+            }
+            if state.write_target(name)?.is_none() && !p.role.has_index(name, "create_index") {
+                return Err(crate::security::index_denied(
+                    p,
+                    "create_index",
+                    "indices:admin/auto_create",
+                    name,
+                ));
+            }
+        }
+        let is_stream = state.data_streams.contains_key(name)
+            || (state.write_target(name)?.is_none() && state.data_stream_template(name).is_some());
+        if is_stream && op.action != Action::Create {
+            return Err(EsError::illegal_argument(
+                "only write ops with an op_type of create are allowed in data streams",
+            ));
+        }
         let index_name = match state.write_target(name)? {
             Some(n) => n,
             None if op.action == Action::Delete
@@ -274,11 +312,26 @@ pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
             }
             None => {
                 state.auto_create(name)?;
-                name.to_string()
+                state
+                    .write_target(name)?
+                    .unwrap_or_else(|| name.to_string())
             }
         };
         result.index = index_name.clone();
+        let flavor = state.flavor;
         let index = state.indices.get_mut(&index_name).expect("exists");
+        if index.closed {
+            return Err(EsError::index_closed(&index_name, &index.uuid));
+        }
+        if !index.allocated(flavor) {
+            return Err(EsError::new(
+                503,
+                "unavailable_shards_exception",
+                format!(
+                    "[{index_name}][0] primary shard is not active Timeout: [1m], request: [BulkShardRequest [[{index_name}][0]] containing [1] requests]"
+                ),
+            ));
+        }
         let id = match op.id.as_deref() {
             Some(id) if id.len() > 512 => {
                 return Err(EsError::new(
@@ -345,8 +398,29 @@ pub fn apply(state: &mut State, op: Op, reject: bool) -> ItemResult {
                     .with("shard", "0")
                     .with("index", index_name.as_str()));
                 }
+                if is_stream {
+                    let has_ts = match &doc {
+                        Some(d) => d.contains_key("@timestamp"),
+                        None => serde_json::from_slice::<Map<String, Value>>(&bytes)
+                            .map(|d| d.contains_key("@timestamp"))
+                            .unwrap_or(false),
+                    };
+                    if !has_ts {
+                        return Err(EsError::mapper_parsing(
+                            "data stream timestamp field [@timestamp] is missing",
+                        ));
+                    }
+                }
                 if let Some(doc) = &doc {
                     mapping::index_document(&mut index.mappings, doc, &id)?;
+                }
+                if ctx.drop {
+                    let w = Written {
+                        version: 1,
+                        seq_no: index.seq_no(),
+                        created: true,
+                    };
+                    return Ok((w, "created", 201));
                 }
                 let w = index.put(&id, routing, bytes);
                 let (result, status) = if w.created {
@@ -445,10 +519,19 @@ fn deep_merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
 }
 
 /// Writes one item's body (what a single-document API returns, and what a bulk item wraps).
-pub fn write_item_body(out: &mut Vec<u8>, item: &ItemResult, replicas: u32, in_bulk: bool) {
+pub fn write_item_body(
+    out: &mut Vec<u8>,
+    item: &ItemResult,
+    replicas: u32,
+    in_bulk: bool,
+    types: bool,
+) {
     out.extend_from_slice(b"{\"_index\":");
     push_json_str(out, &item.index);
-    out.extend_from_slice(b",\"_type\":\"_doc\",\"_id\":");
+    if types {
+        out.extend_from_slice(b",\"_type\":\"_doc\"");
+    }
+    out.extend_from_slice(b",\"_id\":");
     push_json_str(out, &item.id);
     match &item.outcome {
         Ok((w, result, status)) => {
@@ -479,6 +562,7 @@ pub fn bulk(
     path_index: Option<&str>,
     params: &HashMap<String, String>,
     body: &[u8],
+    principal: Option<&crate::security::Principal>,
 ) -> Result<Vec<u8>, EsError> {
     let started = Instant::now();
     if app.faults.take_reject_bulk() {
@@ -488,11 +572,18 @@ pub fn bulk(
     let mut results = Vec::with_capacity(ops.len());
     // replicas of each index written (a bulk request seldom writes more than one)
     let mut replicas: Vec<(String, u32)> = Vec::new();
+    let types;
     {
         let mut state = app.state();
+        types = state.flavor.has_types();
         for op in ops {
-            let reject = app.faults.take_reject_bulk_item();
-            let r = apply(&mut state, op, reject);
+            let ctx = Ctx {
+                reject: app.faults.take_reject_bulk_item(),
+                drop: matches!(op.action, Action::Index | Action::Create)
+                    && app.faults.take_dropped_write(),
+                principal,
+            };
+            let r = apply(&mut state, op, ctx);
             if !replicas.iter().any(|(name, _)| *name == r.index)
                 && let Some(i) = state.indices.get(&r.index)
             {
@@ -525,6 +616,7 @@ pub fn bulk(
                 .find(|(name, _)| *name == r.index)
                 .map_or(1, |&(_, n)| n),
             true,
+            types,
         );
         out.push(b'}');
     }

@@ -94,6 +94,12 @@ impl EsError {
         .with("index", index)
     }
 
+    pub fn index_closed(index: &str, uuid: &str) -> EsError {
+        EsError::new(400, "index_closed_exception", "closed")
+            .with("index_uuid", uuid)
+            .with("index", index)
+    }
+
     pub fn already_exists(index: &str, uuid: &str) -> EsError {
         EsError::new(
             400,

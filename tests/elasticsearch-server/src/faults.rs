@@ -21,6 +21,10 @@ struct FaultState {
     expire_scrolls_after: Option<usize>,
     snapshot_outcome: Option<(String, String)>,
     fail_requests: Vec<FailRule>,
+    shard_failures: usize,
+    search_timeouts: usize,
+    concurrent_snapshot_errors: usize,
+    drop_acknowledged_writes: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -48,6 +52,10 @@ pub struct FaultsRequest {
     pub snapshot_outcome: Option<SnapshotOutcome>,
     #[serde(default)]
     pub fail_requests: Vec<FailRequest>,
+    pub shard_failures: Option<usize>,
+    pub search_timeouts: Option<usize>,
+    pub concurrent_snapshot_errors: Option<usize>,
+    pub drop_acknowledged_writes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +125,32 @@ impl Faults {
         });
     }
 
+    /// The next `n` search or scroll pages report one failed shard (`_shards.failed: 1` with
+    /// its failure) and, as a real partial result does, lack that shard's hits: the second half
+    /// of the page is not returned (and, in a scroll, never will be).
+    pub fn shard_failures(&self, n: usize) {
+        self.state().shard_failures = n;
+    }
+
+    /// The next `n` search or scroll pages come back `"timed_out": true` with only the hits
+    /// gathered in time (the first half of the page; a scroll moves past the rest).
+    pub fn search_timeouts(&self, n: usize) {
+        self.state().search_timeouts = n;
+    }
+
+    /// The next `n` snapshot creations are refused with 503
+    /// `concurrent_snapshot_execution_exception` (another snapshot or deletion is running).
+    pub fn concurrent_snapshot_errors(&self, n: usize) {
+        self.state().concurrent_snapshot_errors = n;
+    }
+
+    /// The next `n` bulk or single-document index/create items are acknowledged (201) but not
+    /// kept: acknowledged writes lost, as on a primary that fails before replicating. Only a
+    /// count after the load can notice.
+    pub fn drop_acknowledged_writes(&self, n: usize) {
+        self.state().drop_acknowledged_writes = n;
+    }
+
     /// Forgets every pending fault.
     pub fn clear(&self) {
         *self.state() = FaultState::default();
@@ -150,6 +184,18 @@ impl Faults {
         }
         for f in req.fail_requests {
             self.fail_requests(&f.method, &f.path_prefix, f.status, f.n);
+        }
+        if let Some(n) = req.shard_failures {
+            self.shard_failures(n);
+        }
+        if let Some(n) = req.search_timeouts {
+            self.search_timeouts(n);
+        }
+        if let Some(n) = req.concurrent_snapshot_errors {
+            self.concurrent_snapshot_errors(n);
+        }
+        if let Some(n) = req.drop_acknowledged_writes {
+            self.drop_acknowledged_writes(n);
         }
         Ok(())
     }
@@ -202,6 +248,22 @@ impl Faults {
             }
             None => false,
         }
+    }
+
+    pub(crate) fn take_shard_failure(&self) -> bool {
+        Self::take(&mut self.state().shard_failures)
+    }
+
+    pub(crate) fn take_search_timeout(&self) -> bool {
+        Self::take(&mut self.state().search_timeouts)
+    }
+
+    pub(crate) fn take_concurrent_snapshot_error(&self) -> bool {
+        Self::take(&mut self.state().concurrent_snapshot_errors)
+    }
+
+    pub(crate) fn take_dropped_write(&self) -> bool {
+        Self::take(&mut self.state().drop_acknowledged_writes)
     }
 
     pub(crate) fn take_snapshot_outcome(&self) -> Option<(String, String)> {

@@ -7,10 +7,9 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
-use base64::Engine;
 use serde_json::{Map, Value, json};
 
 use crate::App;
@@ -18,9 +17,10 @@ use crate::bulk::{self, Action, Op};
 use crate::error::EsError;
 use crate::faults::FaultsRequest;
 use crate::search;
+use crate::security::{Principal, cluster_denied, index_denied};
 use crate::snapshot;
-use crate::store::{Expand, VERSION, unwrap_typed_mapping};
-use crate::util::{param_bool, parse_time_value, render_settings, wildcard_match};
+use crate::store::{Expand, unwrap_typed_mapping};
+use crate::util::{has_wildcard, param_bool, parse_time_value, render_settings, wildcard_match};
 
 pub const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\"";
 
@@ -28,10 +28,7 @@ pub const WWW_AUTHENTICATE: &str = "Basic realm=\"security\" charset=\"UTF-8\"";
 const MAX_BODY: usize = 100 * 1024 * 1024;
 
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .fallback(handle)
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(app)
+    Router::new().fallback(handle).with_state(app)
 }
 
 type Params = HashMap<String, String>;
@@ -119,66 +116,282 @@ fn parse_body(body: &[u8]) -> Result<Value, EsError> {
     serde_json::from_slice(body).map_err(|e| EsError::bad_json(&e))
 }
 
-fn check_auth(app: &App, headers: &HeaderMap, uri: &Uri) -> Result<(), EsError> {
-    let Some((user, password)) = &app.auth else {
-        return Ok(());
-    };
-    let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let Some(value) = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return Err(EsError::security(
-            401,
-            format!("missing authentication credentials for REST request [{target}]"),
-        ));
-    };
-    let decoded = value
-        .strip_prefix("Basic ")
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        })
-        .and_then(|b| String::from_utf8(b).ok());
-    let Some((u, p)) = decoded.as_deref().and_then(|d| d.split_once(':')) else {
-        return Err(EsError::security(
-            401,
-            format!("missing authentication credentials for REST request [{target}]"),
-        ));
-    };
-    if u == user && p == password {
-        Ok(())
-    } else {
-        Err(EsError::security(
-            401,
-            format!("unable to authenticate user [{u}] for REST request [{target}]"),
-        ))
+/// Where the index expression of a request is, and what it needs.
+enum Access {
+    /// No check (scroll continuation, bulk: checked per item, test endpoints).
+    Open,
+    Cluster(&'static str, &'static str),
+    /// An index privilege on the expression at path segment `pos` (`None`: `_all`).
+    Index(Option<usize>, &'static str, &'static str),
+    /// `POST /_aliases`: `manage` on every index its actions name.
+    Aliases,
+}
+
+fn access(m: &str, s: &[&str]) -> Access {
+    use Access::*;
+    match (m, s) {
+        ("GET" | "HEAD", []) => Cluster("monitor", "cluster:monitor/main"),
+        (_, ["_bulk"] | [_, "_bulk"]) => Open,
+        (_, ["_search", "scroll", ..]) => Open,
+        (_, ["_resolve", ..]) => Open,
+        ("GET", ["_data_stream", ..]) => Open,
+        ("GET" | "POST", ["_search" | "_count"]) => Index(None, "read", "indices:data/read/search"),
+        ("GET" | "POST", [_, "_search" | "_count"]) => {
+            Index(Some(0), "read", "indices:data/read/search")
+        }
+        (_, ["_refresh" | "_flush"]) => Index(None, "maintenance", "indices:admin/refresh"),
+        (_, [_, "_refresh" | "_flush"]) => Index(Some(0), "maintenance", "indices:admin/refresh"),
+        ("POST", ["_aliases"]) => Aliases,
+        ("GET" | "HEAD", ["_alias" | "_aliases", ..]) => {
+            Index(None, "view_index_metadata", "indices:admin/aliases/get")
+        }
+        ("GET" | "HEAD", [_, "_alias" | "_aliases", ..]) => {
+            Index(Some(0), "view_index_metadata", "indices:admin/aliases/get")
+        }
+        (_, [_, "_alias" | "_aliases", _]) => Index(Some(0), "manage", "indices:admin/aliases"),
+        ("GET", ["_mapping" | "_settings", ..]) => {
+            Index(None, "view_index_metadata", "indices:admin/get")
+        }
+        ("GET", [_, "_mapping" | "_settings", ..]) => {
+            Index(Some(0), "view_index_metadata", "indices:admin/get")
+        }
+        (_, [_, "_mapping"]) => Index(Some(0), "manage", "indices:admin/mapping/put"),
+        ("PUT", ["_settings"]) => Index(None, "manage", "indices:admin/settings/update"),
+        ("PUT", [_, "_settings"]) => Index(Some(0), "manage", "indices:admin/settings/update"),
+        ("GET", ["_cat", "indices"]) => Index(None, "monitor", "indices:monitor/stats"),
+        ("GET", ["_cat", "indices", _]) => Index(Some(2), "monitor", "indices:monitor/stats"),
+        ("GET", ["_cat", ..]) => Cluster("monitor", "cluster:monitor/state"),
+        ("GET", ["_cluster", ..]) => Cluster("monitor", "cluster:monitor/health"),
+        (_, ["_cluster", ..]) => Cluster("manage", "cluster:admin/settings/update"),
+        (_, [_, "_open" | "_close"]) => Index(Some(0), "manage", "indices:admin/close"),
+        ("GET", ["_index_template" | "_component_template", ..]) => {
+            Cluster("manage_index_templates", "indices:admin/index_template/get")
+        }
+        (_, ["_index_template" | "_component_template", ..]) => {
+            Cluster("manage_index_templates", "indices:admin/index_template/put")
+        }
+        ("GET", ["_ilm", ..]) => Cluster("read_ilm", "cluster:admin/ilm/get"),
+        (_, ["_ilm", ..]) => Cluster("manage_ilm", "cluster:admin/ilm/put"),
+        ("PUT", ["_data_stream", _]) => {
+            Index(Some(1), "create_index", "indices:admin/data_stream/create")
+        }
+        (_, ["_data_stream", _]) => {
+            Index(Some(1), "delete_index", "indices:admin/data_stream/delete")
+        }
+        (_, [_, "_rollover"]) => Index(Some(0), "manage", "indices:admin/rollover"),
+        ("GET", ["_snapshot", ..]) => Cluster("monitor_snapshot", "cluster:admin/snapshot/get"),
+        (_, ["_snapshot", _]) => Cluster("manage", "cluster:admin/repository/put"),
+        ("PUT" | "POST", ["_snapshot", _, _]) => {
+            Cluster("create_snapshot", "cluster:admin/snapshot/create")
+        }
+        (_, ["_snapshot", _, _]) => Cluster("manage", "cluster:admin/snapshot/delete"),
+        (_, ["_snapshot", ..]) => Cluster("manage", "cluster:admin/snapshot/restore"),
+        ("GET" | "HEAD", [_, "_doc" | "_source", _]) => {
+            Index(Some(0), "read", "indices:data/read/get")
+        }
+        (_, [_, "_doc" | "_create" | "_update", ..]) => {
+            Index(Some(0), "index", "indices:data/write/index")
+        }
+        ("PUT", [_]) => Index(Some(0), "create_index", "indices:admin/create"),
+        ("DELETE", [_]) => Index(Some(0), "delete_index", "indices:admin/delete"),
+        ("GET" | "HEAD", [_]) => Index(Some(0), "view_index_metadata", "indices:admin/get"),
+        _ => Open,
     }
 }
 
-async fn handle(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let started = Instant::now();
-    let path = uri.path().to_string();
-    if let Err(e) = check_auth(&app, &headers, &uri) {
-        return err_resp(e);
+/// ES security's index resolution: a concrete name the caller may not use is a 403; a
+/// wildcard expands to the indices the caller may use (so it may match nothing). Returns the
+/// expression with wildcards replaced by those indices.
+fn authorize_indices(
+    app: &App,
+    principal: &Principal,
+    expr: &str,
+    params: &Params,
+    privilege: &'static str,
+    action: &str,
+) -> Result<String, EsError> {
+    let state = app.state();
+    let allowed = |name: &str| {
+        principal.role.has_index(name, privilege)
+            || state.indices.get(name).is_some_and(|i| {
+                i.aliases
+                    .keys()
+                    .any(|a| principal.role.has_index(a, privilege))
+                    || i.data_stream
+                        .as_deref()
+                        .is_some_and(|d| principal.role.has_index(d, privilege))
+            })
+    };
+    let mut out: Vec<String> = Vec::new();
+    let mut any_wildcard = false;
+    let parts: Vec<&str> = if expr.is_empty() {
+        vec!["_all"]
+    } else {
+        expr.split(',').collect()
+    };
+    for part in parts {
+        let part = part.trim();
+        if part.starts_with('-') && any_wildcard {
+            out.push(part.to_string());
+        } else if part == "_all" || has_wildcard(part) {
+            any_wildcard = true;
+            let names = state.resolve(part, Expand::STRICT.with_params(params))?;
+            out.extend(names.into_iter().filter(|n| allowed(n)));
+        } else if principal.role.has_index(part, privilege) {
+            out.push(part.to_string());
+        } else {
+            return Err(index_denied(principal, privilege, action, part));
+        }
     }
+    if out.iter().all(|p| p.starts_with('-')) {
+        // Nothing the caller may see: an expression that matches nothing.
+        return Ok("-*".to_string());
+    }
+    Ok(out.join(","))
+}
+
+fn authorize_alias_actions(app: &App, principal: &Principal, body: &[u8]) -> Result<(), EsError> {
+    let v = parse_body(body)?;
+    for action in v["actions"].as_array().into_iter().flatten() {
+        let Some((_, def)) = action.as_object().and_then(|o| o.iter().next()) else {
+            continue;
+        };
+        let mut exprs: Vec<String> = Vec::new();
+        if let Some(i) = def["index"].as_str() {
+            exprs.push(i.to_string());
+        }
+        for i in def["indices"].as_array().into_iter().flatten() {
+            if let Some(i) = i.as_str() {
+                exprs.push(i.to_string());
+            }
+        }
+        for e in exprs {
+            let state = app.state();
+            let names = state.resolve(&e, Expand::ALL).unwrap_or_default();
+            for n in names
+                .iter()
+                .map(String::as_str)
+                .chain(std::iter::once(e.as_str()))
+            {
+                if !has_wildcard(n) && !principal.role.has_index(n, "manage") {
+                    return Err(index_denied(
+                        principal,
+                        "manage",
+                        "indices:admin/aliases",
+                        n,
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn handle(State(app): State<Arc<App>>, request: Request) -> Response {
+    let started = Instant::now();
+    let (parts, body) = request.into_parts();
+    let (method, uri, headers) = (parts.method, parts.uri, parts.headers);
+    let body = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(b) => b,
+        Err(_) => {
+            return err_resp(EsError::new(
+                413,
+                "content_too_long_exception",
+                format!("request body is too large (more than {MAX_BODY} bytes)"),
+            ));
+        }
+    };
+    let path = uri.path().to_string();
     let params = parse_params(uri.query());
+    let mut segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| percent_decode(s, false))
+        .collect();
+    let test_endpoint = segs.first().map(String::as_str) == Some("_cairn_test");
+    let target = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut principal: Option<Principal> = None;
+    if app.realms.enabled() && !test_endpoint {
+        let client_cert = parts
+            .extensions
+            .get::<crate::tls::PeerCertificate>()
+            .is_some();
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match app.realms.authenticate(authorization, client_cert, target) {
+            Ok(p) => principal = Some(p),
+            Err(e) => return finish(&app, &method, err_resp(e)),
+        }
+    }
+    // Checked before security expands wildcards, as ES does.
+    let destructive = method == Method::DELETE
+        && matches!(segs.as_slice(), [_] | [_, _] if segs.len() == 1 || segs[0] == "_data_stream")
+        && segs
+            .last()
+            .is_some_and(|e| e.split(',').any(|p| p == "_all" || has_wildcard(p)))
+        && destructive_requires_name(&app);
     let resp = if let Some(status) = app.faults.take_request_failure(method.as_str(), &path) {
         err_resp(EsError::injected(status, method.as_str(), &path))
+    } else if destructive {
+        err_resp(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ))
     } else {
-        let segs: Vec<String> = path
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .map(|s| percent_decode(s, false))
-            .collect();
-        dispatch(&app, &method, &path, &segs, &params, &body).await
+        let checked = match &principal {
+            None => Ok(()),
+            Some(p) => {
+                let s: Vec<&str> = segs.iter().map(String::as_str).collect();
+                match access(method.as_str(), &s) {
+                    Access::Open => Ok(()),
+                    Access::Cluster(privilege, action) => {
+                        if p.role.has_cluster(privilege) {
+                            Ok(())
+                        } else {
+                            Err(cluster_denied(p, privilege, action))
+                        }
+                    }
+                    Access::Aliases => authorize_alias_actions(&app, p, &body),
+                    Access::Index(pos, privilege, action) => {
+                        let expr = pos.map_or("_all", |i| s[i]).to_string();
+                        match authorize_indices(&app, p, &expr, &params, privilege, action) {
+                            Ok(rewritten) => {
+                                if let Some(i) = pos {
+                                    segs[i] = rewritten;
+                                } else if rewritten != "_all" {
+                                    // `/_search` → `/{allowed}/_search`
+                                    segs.insert(
+                                        if segs.first().map(String::as_str) == Some("_cat") {
+                                            2
+                                        } else {
+                                            0
+                                        },
+                                        rewritten,
+                                    );
+                                }
+                                Ok(())
+                            }
+                            Err(e) => Err(e),
+                        }
+                    }
+                }
+            }
+        };
+        match checked {
+            Ok(()) => {
+                dispatch(
+                    &app,
+                    &method,
+                    &path,
+                    &segs,
+                    &params,
+                    &body,
+                    principal.as_ref(),
+                )
+                .await
+            }
+            Err(e) => err_resp(e),
+        }
     };
     if app.log_requests {
         let status = resp.status().as_u16();
@@ -196,7 +409,15 @@ async fn handle(
             started.elapsed().as_millis()
         );
     }
-    if method == Method::HEAD {
+    finish(&app, &method, resp)
+}
+
+/// Flavor-specific headers; no body for HEAD.
+fn finish(app: &App, method: &Method, mut resp: Response) -> Response {
+    if app.flavor.is_opensearch() {
+        resp.headers_mut().remove("x-elastic-product");
+    }
+    if *method == Method::HEAD {
         let (parts, _) = resp.into_parts();
         return Response::from_parts(parts, Body::empty());
     }
@@ -220,12 +441,18 @@ async fn dispatch(
     segs: &[String],
     params: &Params,
     body: &Bytes,
+    principal: Option<&Principal>,
 ) -> Response {
     let s: Vec<&str> = segs.iter().map(String::as_str).collect();
     let m = method.as_str();
     let is_read = m == "GET" || m == "HEAD";
+    if params.contains_key("include_type_name") && !app.flavor.accepts_include_type_name() {
+        return err_resp(EsError::illegal_argument(format!(
+            "request [{path}] contains unrecognized parameter: [include_type_name]"
+        )));
+    }
     match (m, s.as_slice()) {
-        ("GET" | "HEAD", []) => json_resp(200, &root_info()),
+        ("GET" | "HEAD", []) => json_resp(200, &app.flavor.root_info()),
 
         // ---- test-only endpoints (NOT Elasticsearch) --------------------------------
         ("POST" | "PUT", ["_cairn_test", "faults"]) => {
@@ -244,6 +471,16 @@ async fn dispatch(
         ("GET", ["_cairn_test", "state"]) => {
             json_resp(200, &json!({ "open_scrolls": app.scrolls().open() }))
         }
+        ("POST", ["_cairn_test", "close", index]) => {
+            let mut state = app.state();
+            match state.indices.get_mut(*index) {
+                Some(i) => {
+                    i.closed = true;
+                    json_resp(200, &json!({ "acknowledged": true }))
+                }
+                None => err_resp(EsError::index_not_found(index)),
+            }
+        }
         ("POST", ["_cairn_test", "seed"]) => match parse_body(body) {
             Ok(v) => match (v["index"].as_str(), v["docs"].as_u64()) {
                 (Some(index), Some(n)) => match app.seed(index, n as usize) {
@@ -258,9 +495,9 @@ async fn dispatch(
         },
 
         // ---- documents --------------------------------------------------------------
-        ("POST" | "PUT", ["_bulk"]) => bytes_result(bulk::bulk(app, None, params, body)),
+        ("POST" | "PUT", ["_bulk"]) => bytes_result(bulk::bulk(app, None, params, body, principal)),
         ("POST" | "PUT", [index, "_bulk"]) => {
-            bytes_result(bulk::bulk(app, Some(index), params, body))
+            bytes_result(bulk::bulk(app, Some(index), params, body, principal))
         }
         ("POST", [index, "_doc"]) => write_doc(app, Action::Index, index, None, params, body),
         ("PUT" | "POST", [index, "_doc", id]) => {
@@ -374,6 +611,57 @@ async fn dispatch(
         ("GET", ["_cluster", "health"]) => cluster_health(app, "_all", params).await,
         ("GET", ["_cluster", "health", index]) => cluster_health(app, index, params).await,
 
+        // ---- index resolution, open/close, templates, ILM, data streams -----------------
+        ("GET", ["_resolve", "index", expr]) => resolve_index(app, expr, params, principal),
+        ("POST", [index, "_close"]) => open_close(app, index, params, true),
+        ("POST", [index, "_open"]) => open_close(app, index, params, false),
+        ("GET", ["_index_template"]) => get_templates(app, "*", false),
+        ("GET", ["_index_template", name]) => get_templates(app, name, false),
+        ("PUT" | "POST", ["_index_template", name]) => put_template(app, name, params, body, false),
+        ("DELETE", ["_index_template", name]) => delete_template(app, name, false),
+        ("GET", ["_component_template"]) => get_templates(app, "*", true),
+        ("GET", ["_component_template", name]) => get_templates(app, name, true),
+        ("PUT" | "POST", ["_component_template", name]) => {
+            put_template(app, name, params, body, true)
+        }
+        ("DELETE", ["_component_template", name]) => delete_template(app, name, true),
+        (_, ["_ilm", ..]) if !app.flavor.has_ilm() => unknown(method, path),
+        ("GET", ["_ilm", "policy"]) => get_policies(app, "*"),
+        ("GET", ["_ilm", "policy", name]) => get_policies(app, name),
+        ("PUT", ["_ilm", "policy", name]) => put_policy(app, name, body),
+        ("DELETE", ["_ilm", "policy", name]) => {
+            let mut state = app.state();
+            match state.ilm_policies.remove(*name) {
+                Some(_) => json_resp(200, &json!({ "acknowledged": true })),
+                None => err_resp(EsError::new(
+                    404,
+                    "resource_not_found_exception",
+                    format!("Lifecycle policy not found: {name}"),
+                )),
+            }
+        }
+        ("GET", ["_data_stream"]) => get_data_streams(app, "*", principal),
+        ("GET", ["_data_stream", expr]) => get_data_streams(app, expr, principal),
+        ("PUT", ["_data_stream", name]) => result_json(
+            app.state()
+                .create_data_stream(name)
+                .map(|()| json!({ "acknowledged": true })),
+        ),
+        ("DELETE", ["_data_stream", expr]) => delete_data_streams(app, expr),
+        ("POST", [name, "_rollover"]) => {
+            let mut state = app.state();
+            if !state.data_streams.contains_key(*name) {
+                return err_resp(EsError::illegal_argument(format!(
+                    "rollover target [{name}] does not exist (the test double rolls over data streams only)"
+                )));
+            }
+            let old = state.data_streams[*name].indices.last().cloned();
+            result_json(state.roll_over(name).map(|new| {
+                json!({ "acknowledged": true, "shards_acknowledged": true, "old_index": old,
+                        "new_index": new, "rolled_over": true, "dry_run": false, "conditions": {} })
+            }))
+        }
+
         // ---- snapshots ----------------------------------------------------------------
         ("GET", ["_snapshot"]) => result_json(snapshot::get_repositories(app, None)),
         ("GET", ["_snapshot", "_status"]) => result_json(snapshot::status(app, None, None)),
@@ -422,8 +710,12 @@ async fn dispatch(
         ("PUT", [index]) => match parse_body(body) {
             Ok(v) => {
                 let typed = param_bool(params.get("include_type_name"), false);
-                result_json(app.state().create_index(index, &v, typed).map(|()| {
-                    json!({ "acknowledged": true, "shards_acknowledged": true, "index": index })
+                let mut state = app.state();
+                let flavor = state.flavor;
+                result_json(state.create_index(index, &v, typed).map(|()| {
+                    // Primaries that no node may hold are not started: not acknowledged.
+                    let started = state.indices[*index].allocated(flavor);
+                    json!({ "acknowledged": true, "shards_acknowledged": started, "index": index })
                 }))
             }
             Err(e) => err_resp(e),
@@ -448,26 +740,6 @@ fn bytes_result(r: Result<Vec<u8>, EsError>) -> Response {
     }
 }
 
-fn root_info() -> Value {
-    json!({
-        "name": "cairn-test-node",
-        "cluster_name": "cairn-test",
-        "cluster_uuid": "cairn-test-double-cluster-uuid",
-        "version": {
-            "number": VERSION,
-            "build_flavor": "default",
-            "build_type": "tar",
-            "build_hash": "cairn-es-test-server",
-            "build_date": "2022-01-28T08:36:04.875279988Z",
-            "build_snapshot": false,
-            "lucene_version": "8.11.1",
-            "minimum_wire_compatibility_version": "6.8.0",
-            "minimum_index_compatibility_version": "6.0.0-beta1"
-        },
-        "tagline": "You Know, for Search"
-    })
-}
-
 fn write_doc(
     app: &App,
     action: Action,
@@ -489,17 +761,22 @@ fn write_doc(
         source,
     };
     let mut state = app.state();
-    let item = bulk::apply(&mut state, op, false);
+    let ctx = bulk::Ctx {
+        drop: matches!(action, Action::Index | Action::Create) && app.faults.take_dropped_write(),
+        ..bulk::Ctx::default()
+    };
+    let item = bulk::apply(&mut state, op, ctx);
     let replicas = state
         .indices
         .get(&item.index)
         .map(|i| i.replicas())
         .unwrap_or(1);
+    let types = state.flavor.has_types();
     drop(state);
     match &item.outcome {
         Ok((_, _, status)) => {
             let mut out = Vec::new();
-            bulk::write_item_body(&mut out, &item, replicas, false);
+            bulk::write_item_body(&mut out, &item, replicas, false, types);
             respond(*status, out)
         }
         Err(e) => err_resp(e.clone()),
@@ -527,10 +804,11 @@ fn get_doc(app: &App, index: &str, id: &str, source_only: bool) -> Response {
                 format!("Document not found [{}]/[_doc]/[{id}]", names[0]),
             ));
         }
-        return json_resp(
-            404,
-            &json!({ "_index": names[0], "_type": "_doc", "_id": id, "found": false }),
-        );
+        let mut body = json!({ "_index": names[0], "_id": id, "found": false });
+        if state.flavor.has_types() {
+            body["_type"] = json!("_doc");
+        }
+        return json_resp(404, &body);
     };
     if source_only {
         return respond(200, doc.source.to_vec());
@@ -538,7 +816,10 @@ fn get_doc(app: &App, index: &str, id: &str, source_only: bool) -> Response {
     let mut out = Vec::with_capacity(doc.source.len() + 160);
     out.extend_from_slice(b"{\"_index\":");
     crate::util::push_json_str(&mut out, &names[0]);
-    out.extend_from_slice(b",\"_type\":\"_doc\",\"_id\":");
+    if state.flavor.has_types() {
+        out.extend_from_slice(b",\"_type\":\"_doc\"");
+    }
+    out.extend_from_slice(b",\"_id\":");
     crate::util::push_json_str(&mut out, &doc.id);
     out.extend_from_slice(
         format!(
@@ -589,14 +870,7 @@ fn get_aliases(
     _read: bool,
 ) -> Response {
     let state = app.state();
-    let indices = match state.resolve(
-        expr,
-        Expand {
-            ignore_unavailable: false,
-            allow_no_indices: true,
-        }
-        .with_params(params),
-    ) {
+    let indices = match state.resolve(expr, Expand::STRICT.with_params(params)) {
         Ok(i) => i,
         Err(e) => return err_resp(e),
     };
@@ -777,7 +1051,26 @@ fn get_indices(app: &App, expr: &str, params: &Params) -> Response {
     }
 }
 
+/// `action.destructive_requires_name`: the cluster setting, or the flavor's default.
+fn destructive_requires_name(app: &App) -> bool {
+    let state = app.state();
+    let key = "action.destructive_requires_name";
+    match state
+        .transient
+        .get(key)
+        .or_else(|| state.persistent.get(key))
+    {
+        Some(v) => v.as_str() == Some("true"),
+        None => state.flavor.destructive_requires_name(),
+    }
+}
+
 fn delete_indices(app: &App, expr: &str, params: &Params) -> Response {
+    if destructive_requires_name(app) && expr.split(',').any(|p| p == "_all" || has_wildcard(p)) {
+        return err_resp(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ));
+    }
     let mut state = app.state();
     for part in expr.split(',') {
         if !crate::util::has_wildcard(part)
@@ -791,6 +1084,15 @@ fn delete_indices(app: &App, expr: &str, params: &Params) -> Response {
     }
     match state.resolve(expr, Expand::STRICT.with_params(params)) {
         Ok(names) => {
+            if let Some(n) = names
+                .iter()
+                .find(|n| state.indices[*n].data_stream.is_some())
+            {
+                let ds = state.indices[n].data_stream.clone().unwrap_or_default();
+                return err_resp(EsError::illegal_argument(format!(
+                    "index [{n}] is the write index for data stream [{ds}] and cannot be deleted"
+                )));
+            }
             for n in names {
                 state.indices.remove(&n);
             }
@@ -870,7 +1172,8 @@ fn cat(rows: Vec<Vec<(&'static str, String)>>, params: &Params) -> Response {
 
 fn cat_indices(app: &App, expr: &str, params: &Params) -> Response {
     let state = app.state();
-    let names = match state.resolve(expr, Expand::STRICT.with_params(params)) {
+    // `_cat/indices` expands wildcards to closed and hidden indices too.
+    let names = match state.resolve(expr, Expand::ALL.with_params(params)) {
         Ok(n) => n,
         Err(e) => return err_resp(e),
     };
@@ -880,16 +1183,23 @@ fn cat_indices(app: &App, expr: &str, params: &Params) -> Response {
             let i = &state.indices[n];
             let size = i.store_bytes();
             vec![
+                ("health", i.health(state.flavor).to_string()),
                 (
-                    "health",
-                    if i.replicas() > 0 { "yellow" } else { "green" }.to_string(),
+                    "status",
+                    if i.closed { "close" } else { "open" }.to_string(),
                 ),
-                ("status", "open".to_string()),
                 ("index", n.clone()),
                 ("uuid", i.uuid.clone()),
                 ("pri", i.shards().to_string()),
                 ("rep", i.replicas().to_string()),
-                ("docs.count", i.doc_count().to_string()),
+                (
+                    "docs.count",
+                    if i.closed {
+                        String::new()
+                    } else {
+                        i.doc_count().to_string()
+                    },
+                ),
                 ("docs.deleted", "0".to_string()),
                 ("store.size", human_bytes(size)),
                 ("pri.store.size", human_bytes(size)),
@@ -960,13 +1270,24 @@ fn cluster_settings(app: &App, params: &Params) -> Response {
 fn health_body(app: &App, expr: &str) -> Result<(Value, &'static str), EsError> {
     let state = app.state();
     let names = state.resolve(expr, Expand::STRICT)?;
-    let (mut primaries, mut unassigned) = (0u32, 0u32);
+    let (mut primaries, mut unassigned, mut red) = (0u32, 0u32, false);
     for n in &names {
         let i = &state.indices[n];
-        primaries += i.shards();
+        if i.allocated(state.flavor) {
+            primaries += i.shards();
+        } else {
+            red = true;
+            unassigned += i.shards();
+        }
         unassigned += i.shards() * i.replicas();
     }
-    let status = if unassigned > 0 { "yellow" } else { "green" };
+    let status = if red {
+        "red"
+    } else if unassigned > 0 {
+        "yellow"
+    } else {
+        "green"
+    };
     let total = primaries + unassigned;
     let pct = if total == 0 {
         100.0
@@ -1011,7 +1332,8 @@ async fn cluster_health(app: &App, expr: &str, params: &Params) -> Response {
             Err(e) => return err_resp(e),
         };
         let ok = match want {
-            None | Some("red") | Some("yellow") => true,
+            None | Some("red") => true,
+            Some("yellow") => status != "red",
             Some(_) => status == "green",
         };
         if ok {
@@ -1023,4 +1345,442 @@ async fn cluster_health(app: &App, expr: &str, params: &Params) -> Response {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `GET /_resolve/index/{expr}`: indices (with `open`/`closed`/`hidden`/`system`
+/// attributes), aliases and data streams, filtered by the caller's `view_index_metadata`.
+fn resolve_index(
+    app: &App,
+    expr: &str,
+    params: &Params,
+    principal: Option<&Principal>,
+) -> Response {
+    let state = app.state();
+    let opts = Expand::STRICT.with_params(params);
+    let may = |name: &str| {
+        principal.is_none_or(|p| {
+            p.role.has_index(name, "view_index_metadata") || p.role.has_index(name, "manage")
+        })
+    };
+    let mut indices = Vec::new();
+    let mut aliases: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut streams = Vec::new();
+    for part in expr.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        if part.starts_with('-') {
+            continue;
+        }
+        let wildcard = part == "_all" || has_wildcard(part);
+        for (name, ds) in &state.data_streams {
+            if (wildcard && (part == "_all" || wildcard_match(part, name)) && opts.open)
+                || (!wildcard && part == name)
+            {
+                if may(name) {
+                    streams.push(json!({ "name": name, "backing_indices": ds.indices,
+                                         "timestamp_field": "@timestamp" }));
+                } else if !wildcard {
+                    return err_resp(index_denied(
+                        principal.expect("checked"),
+                        "view_index_metadata",
+                        "indices:admin/resolve/index",
+                        name,
+                    ));
+                }
+            }
+        }
+        for (name, index) in &state.indices {
+            let hit = if wildcard {
+                (part == "_all" || wildcard_match(part, name))
+                    && (if index.closed { opts.closed } else { opts.open })
+                    && (opts.hidden || !index.hidden())
+            } else {
+                part == name
+            };
+            if hit {
+                if !may(name) {
+                    if wildcard {
+                        continue;
+                    }
+                    return err_resp(index_denied(
+                        principal.expect("checked"),
+                        "view_index_metadata",
+                        "indices:admin/resolve/index",
+                        name,
+                    ));
+                }
+                let mut attributes = vec![if index.closed { "closed" } else { "open" }];
+                if index.hidden() {
+                    attributes.push("hidden");
+                }
+                if name.starts_with('.') && index.data_stream.is_none() && index.hidden() {
+                    attributes.push("system");
+                }
+                let mut entry = json!({ "name": name, "attributes": attributes });
+                if !index.aliases.is_empty() {
+                    entry["aliases"] = json!(index.aliases.keys().collect::<Vec<_>>());
+                }
+                if let Some(ds) = &index.data_stream {
+                    entry["data_stream"] = json!(ds);
+                }
+                if !indices.iter().any(|i: &Value| i["name"] == entry["name"]) {
+                    indices.push(entry);
+                }
+            }
+            for alias in index.aliases.keys() {
+                let alias_hit = if wildcard {
+                    part == "_all" || wildcard_match(part, alias)
+                } else {
+                    part == alias
+                };
+                if alias_hit && may(alias) {
+                    let list = aliases.entry(alias.clone()).or_default();
+                    if !list.contains(name) {
+                        list.push(name.clone());
+                    }
+                }
+            }
+        }
+        let found = indices.iter().any(|i| i["name"] == part)
+            || aliases.contains_key(part)
+            || streams.iter().any(|d| d["name"] == part);
+        if !wildcard && !found && !opts.ignore_unavailable {
+            return err_resp(EsError::index_not_found(part));
+        }
+    }
+    let aliases: Vec<Value> = aliases
+        .into_iter()
+        .map(|(name, indices)| json!({ "name": name, "indices": indices }))
+        .collect();
+    json_resp(
+        200,
+        &json!({ "indices": indices, "aliases": aliases, "data_streams": streams }),
+    )
+}
+
+/// `POST /{index}/_close`, `POST /{index}/_open`.
+fn open_close(app: &App, expr: &str, params: &Params, close: bool) -> Response {
+    let mut state = app.state();
+    let mut opts = Expand::STRICT.with_params(params);
+    if !close {
+        opts.closed = true;
+    }
+    let names = match state.resolve(expr, opts) {
+        Ok(n) => n,
+        Err(e) => return err_resp(e),
+    };
+    let mut out = Map::new();
+    for n in &names {
+        let index = state.indices.get_mut(n).expect("resolved");
+        index.closed = close;
+        out.insert(n.clone(), json!({ "closed": close }));
+    }
+    if close {
+        json_resp(
+            200,
+            &json!({ "acknowledged": true, "shards_acknowledged": true, "indices": out }),
+        )
+    } else {
+        json_resp(
+            200,
+            &json!({ "acknowledged": true, "shards_acknowledged": true }),
+        )
+    }
+}
+
+fn template_missing(name: &str, component: bool) -> EsError {
+    if component {
+        EsError::new(
+            404,
+            "resource_not_found_exception",
+            format!("component template matching [{name}] not found"),
+        )
+    } else {
+        EsError::new(
+            404,
+            "resource_not_found_exception",
+            format!("index template matching [{name}] not found"),
+        )
+    }
+}
+
+fn get_templates(app: &App, expr: &str, component: bool) -> Response {
+    let state = app.state();
+    let table = if component {
+        &state.component_templates
+    } else {
+        &state.templates
+    };
+    let found: Vec<Value> = table
+        .iter()
+        .filter(|(n, _)| expr.split(',').any(|p| wildcard_match(p, n)))
+        .map(|(n, t)| {
+            if component {
+                json!({ "name": n, "component_template": t })
+            } else {
+                json!({ "name": n, "index_template": t })
+            }
+        })
+        .collect();
+    if found.is_empty() && !has_wildcard(expr) {
+        return err_resp(template_missing(expr, component));
+    }
+    if component {
+        json_resp(200, &json!({ "component_templates": found }))
+    } else {
+        json_resp(200, &json!({ "index_templates": found }))
+    }
+}
+
+fn put_template(app: &App, name: &str, params: &Params, body: &Bytes, component: bool) -> Response {
+    let v = match parse_body(body) {
+        Ok(Value::Object(v)) => v,
+        Ok(_) => return err_resp(EsError::parsing("template body must be an object")),
+        Err(e) => return err_resp(e),
+    };
+    let allowed: &[&str] = if component {
+        &["template", "version", "_meta", "deprecated"]
+    } else {
+        &[
+            "index_patterns",
+            "template",
+            "composed_of",
+            "priority",
+            "version",
+            "_meta",
+            "data_stream",
+            "allow_auto_create",
+            "ignore_missing_component_templates",
+            "deprecated",
+        ]
+    };
+    if let Some(k) = v.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let what = if component {
+            "component_template"
+        } else {
+            "index_template"
+        };
+        return err_resp(EsError::new(
+            400,
+            "x_content_parse_exception",
+            format!("[1:2] [{what}] unknown field [{k}]"),
+        ));
+    }
+    if !component
+        && !v
+            .get("index_patterns")
+            .is_some_and(|p| p.is_array() || p.is_string())
+    {
+        return err_resp(EsError::new(
+            400,
+            "action_request_validation_exception",
+            "Validation Failed: 1: index patterns are missing;",
+        ));
+    }
+    let mut state = app.state();
+    // Settings and mappings are validated as at index creation.
+    if let Some(t) = v.get("template") {
+        if let Some(settings) = t.get("settings") {
+            match crate::store::index_settings_from(settings) {
+                Ok(flat) => {
+                    if let Err(e) = state.check_settings(&flat) {
+                        return err_resp(e);
+                    }
+                }
+                Err(e) => return err_resp(e),
+            }
+        }
+        if let Some(Value::Object(m)) = t.get("mappings")
+            && let Err(e) = crate::mapping::validate(m)
+        {
+            return err_resp(e);
+        }
+    }
+    if !component {
+        for c in v
+            .get("composed_of")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let c = c.as_str().unwrap_or_default();
+            if !state.component_templates.contains_key(c) {
+                return err_resp(EsError::illegal_argument(format!(
+                    "index template [{name}] specifies component templates [{c}] that do not exist"
+                )));
+            }
+        }
+    }
+    let table = if component {
+        &mut state.component_templates
+    } else {
+        &mut state.templates
+    };
+    if param_bool(params.get("create"), false) && table.contains_key(name) {
+        let what = if component {
+            "component template"
+        } else {
+            "index template"
+        };
+        return err_resp(EsError::illegal_argument(format!(
+            "{what} [{name}] already exists"
+        )));
+    }
+    let mut stored = v;
+    if let Some(Value::String(p)) = stored.get("index_patterns").cloned() {
+        stored.insert("index_patterns".into(), json!([p]));
+    }
+    table.insert(name.to_string(), Value::Object(stored));
+    json_resp(200, &json!({ "acknowledged": true }))
+}
+
+fn delete_template(app: &App, name: &str, component: bool) -> Response {
+    let mut state = app.state();
+    let table = if component {
+        &mut state.component_templates
+    } else {
+        &mut state.templates
+    };
+    match table.remove(name) {
+        Some(_) => json_resp(200, &json!({ "acknowledged": true })),
+        None => err_resp(template_missing(name, component)),
+    }
+}
+
+fn get_policies(app: &App, expr: &str) -> Response {
+    let state = app.state();
+    let found: Map<String, Value> = state
+        .ilm_policies
+        .iter()
+        .filter(|(n, _)| expr.split(',').any(|p| wildcard_match(p, n)))
+        .map(|(n, p)| (n.clone(), p.clone()))
+        .collect();
+    if found.is_empty() && !has_wildcard(expr) {
+        return err_resp(EsError::new(
+            404,
+            "resource_not_found_exception",
+            format!("Lifecycle policy not found: {expr}"),
+        ));
+    }
+    json_resp(200, &Value::Object(found))
+}
+
+fn put_policy(app: &App, name: &str, body: &Bytes) -> Response {
+    let v = match parse_body(body) {
+        Ok(v) => v,
+        Err(e) => return err_resp(e),
+    };
+    let Some(policy) = v.get("policy").filter(|p| p.is_object()) else {
+        return err_resp(EsError::new(
+            400,
+            "x_content_parse_exception",
+            "[1:2] [put_lifecycle_request] policy is required",
+        ));
+    };
+    if let Some(k) = policy.as_object().and_then(|p| {
+        p.keys()
+            .find(|k| !["phases", "_meta"].contains(&k.as_str()))
+    }) {
+        return err_resp(EsError::new(
+            400,
+            "x_content_parse_exception",
+            format!("[1:12] [lifecycle_policy] unknown field [{k}]"),
+        ));
+    }
+    let mut state = app.state();
+    let version = state
+        .ilm_policies
+        .get(name)
+        .and_then(|p| p["version"].as_u64())
+        .unwrap_or(0)
+        + 1;
+    state.ilm_policies.insert(
+        name.to_string(),
+        json!({
+            "version": version,
+            "modified_date": crate::util::iso_millis(crate::util::now_millis()),
+            "policy": policy,
+        }),
+    );
+    json_resp(200, &json!({ "acknowledged": true }))
+}
+
+fn get_data_streams(app: &App, expr: &str, principal: Option<&Principal>) -> Response {
+    let state = app.state();
+    let mut out = Vec::new();
+    for part in expr.split(',') {
+        let mut found = false;
+        for (name, ds) in &state.data_streams {
+            if !(part == "_all" || wildcard_match(part, name)) {
+                continue;
+            }
+            if let Some(p) = principal
+                && !p.role.has_index(name, "view_index_metadata")
+            {
+                if has_wildcard(part) {
+                    continue;
+                }
+                return err_resp(index_denied(
+                    p,
+                    "view_index_metadata",
+                    "indices:admin/data_stream/get",
+                    name,
+                ));
+            }
+            found = true;
+            let indices: Vec<Value> = ds
+                .indices
+                .iter()
+                .map(|i| json!({ "index_name": i, "index_uuid": state.indices.get(i).map(|x| x.uuid.clone()) }))
+                .collect();
+            let status = if ds
+                .indices
+                .iter()
+                .filter_map(|i| state.indices.get(i))
+                .all(|i| i.allocated(state.flavor))
+            {
+                "GREEN"
+            } else {
+                "RED"
+            };
+            out.push(json!({
+                "name": name,
+                "timestamp_field": { "name": "@timestamp" },
+                "indices": indices,
+                "generation": ds.generation,
+                "status": status,
+                "template": ds.template,
+                "hidden": false,
+                "system": false,
+            }));
+        }
+        if !found && !has_wildcard(part) && part != "_all" {
+            return err_resp(EsError::index_not_found(part));
+        }
+    }
+    json_resp(200, &json!({ "data_streams": out }))
+}
+
+fn delete_data_streams(app: &App, expr: &str) -> Response {
+    if destructive_requires_name(app) && expr.split(',').any(|p| p == "_all" || has_wildcard(p)) {
+        return err_resp(EsError::illegal_argument(
+            "Wildcard expressions or all indices are not allowed",
+        ));
+    }
+    let mut state = app.state();
+    let names: Vec<String> = state
+        .data_streams
+        .keys()
+        .filter(|n| expr.split(',').any(|p| p == "_all" || wildcard_match(p, n)))
+        .cloned()
+        .collect();
+    if names.is_empty() && !has_wildcard(expr) {
+        return err_resp(EsError::index_not_found(expr));
+    }
+    for n in names {
+        if let Some(ds) = state.data_streams.remove(&n) {
+            for i in ds.indices {
+                state.indices.remove(&i);
+            }
+        }
+    }
+    json_resp(200, &json!({ "acknowledged": true }))
 }

@@ -3,23 +3,34 @@
 //! No Elasticsearch can be installed where Cairn's tests run, so its Elasticsearch modules
 //! (dump/restore over scroll and bulk, snapshots, the ES 0.90 data-directory pipeline) are
 //! tested against this server, and the same tests run against a real cluster when
-//! `CAIRN_TEST_ELASTICSEARCH_URL` is set. Requests and responses therefore use Elasticsearch 7.x's
-//! real shapes: typeless mappings, `hits.total` as `{"value":N,"relation":"eq"}`, `_doc`, and
-//! real error bodies (`{"error":{"root_cause":[…],"type":…,"reason":…},"status":N}`).
+//! `CAIRN_ES_URL` is set. It plays Elasticsearch 7.17, Elasticsearch 8 (HTTPS with its own
+//! generated CA, security on, no mapping types, wildcard deletes refused) or OpenSearch 2 (its
+//! `distribution`, no ILM, no data tiers) — see [`Options::es7`], [`Options::es8`],
+//! [`Options::opensearch2`] — with their real request, response and error shapes.
 //!
-//! Faithful: index/alias/mapping/settings management with ES's errors, wildcard expansion,
-//! atomic alias actions, dynamic mapping and mapping conflicts, bulk with per-item results,
-//! point-in-time scrolls that really expire, basic auth, `fs` snapshot repositories whose
-//! snapshots are real files (restorable by a fresh server), `IN_PROGRESS` → `SUCCESS`/`PARTIAL`/
-//! `FAILED` snapshots, restore with renames and ES's refusal to overwrite open indices.
+//! Faithful: index/alias/mapping/settings management with ES's errors, settings validated as
+//! real clusters do (unknown, archived and private settings refused; not with
+//! `Options::default()`, which accepts any for the 0.90 pipeline tests), allocation filters
+//! that leave an index red, closed and hidden indices, `_resolve/index`, composable and
+//! component templates, ILM policies (stored), data streams, wildcard expansion, atomic alias
+//! actions, dynamic mapping and mapping conflicts, bulk with per-item results, point-in-time
+//! scrolls that really expire (sliced too), basic auth, API keys, bearer tokens, client
+//! certificates and role privileges (403s, wildcards expanding to permitted indices only),
+//! `fs` snapshot repositories whose snapshots are real files (restorable by a fresh server),
+//! `IN_PROGRESS` → `SUCCESS`/`PARTIAL`/`FAILED` snapshots (deleting a running one aborts it),
+//! restore with renames and ES's refusal to overwrite open indices.
 //!
 //! Not faithful: a single node with one data shard per index; no query DSL beyond `match_all`,
 //! `match_none` and `ids` (others are a 400, never ignored); no refresh delay (writes are visible
-//! at once); alias filters and routing are stored but not applied to searches; no closed indices;
-//! the snapshot repository file format is this server's own JSON, not Elasticsearch's.
+//! at once); alias filters and routing are stored but not applied to searches; red indices fail
+//! at once (ES waits for a timeout); no `_pit`, legacy templates, ingest pipelines or scripts;
+//! ILM policies are not executed; the snapshot repository file format is this server's own
+//! JSON, not Elasticsearch's.
 //!
 //! Faults ([`Faults`]) make the unhappy paths testable: rejected bulks and bulk items, rejected
-//! searches, scroll contexts that vanish, partial or failed snapshots, arbitrary error statuses.
+//! searches, scroll contexts that vanish, pages with failed shards or `timed_out`, lost
+//! acknowledged writes, concurrent-snapshot refusals, partial or failed snapshots, arbitrary
+//! error statuses.
 //! A server run as a separate process (`cairn-es-test-server`) takes the same faults over HTTP at
 //! `POST /_cairn_test/faults` — a test-only prefix that is NOT part of Elasticsearch.
 //!
@@ -33,11 +44,14 @@
 mod bulk;
 mod error;
 mod faults;
+mod flavor;
 mod http;
 mod mapping;
 mod search;
+mod security;
 mod snapshot;
 mod store;
+mod tls;
 mod util;
 
 use std::fmt::Write as _;
@@ -49,17 +63,37 @@ use std::time::{Duration, Instant};
 
 pub use error::EsError;
 pub use faults::{FailRequest, Faults, FaultsRequest, SnapshotOutcome};
+pub use flavor::Flavor;
+pub use security::{ApiKey, Principal, Role, Token, User};
+pub use tls::{ClientAuth, TlsOptions};
 
 use search::Scrolls;
 use snapshot::Snapshots;
 use store::State;
 
 /// How to start a server.
+///
+/// [`Options::default`] is Elasticsearch 7.17 over plain HTTP without security, and — unlike a
+/// real cluster — accepts any index setting (the ES 0.90 pipeline tests set 0.90 keys on it).
+/// [`Options::es7`], [`Options::es8`] and [`Options::opensearch2`] validate settings as real
+/// clusters do, and `es8` turns TLS and authentication on, as ES 8's first start does.
 #[derive(Debug, Clone)]
 pub struct Options {
-    /// With `password`: require HTTP basic auth (401 `security_exception` otherwise).
+    /// With `password`: a superuser for HTTP basic auth (401 `security_exception` otherwise).
     pub username: Option<String>,
     pub password: Option<String>,
+    /// More basic-auth users, with their roles.
+    pub users: Vec<User>,
+    /// API keys (`Authorization: ApiKey base64(id:key)`).
+    pub api_keys: Vec<ApiKey>,
+    /// Bearer tokens (`Authorization: Bearer TOKEN`).
+    pub tokens: Vec<Token>,
+    /// Which version to be.
+    pub flavor: Flavor,
+    /// Serve HTTPS with a CA and certificates generated for this server.
+    pub tls: Option<TlsOptions>,
+    /// Refuse unknown, archived and private settings, as real clusters do.
+    pub strict_settings: bool,
     /// ES's `path.repo`: where `fs` repositories may live. Default: a temporary directory the
     /// server owns and removes when dropped.
     pub path_repo: Option<PathBuf>,
@@ -76,10 +110,52 @@ impl Default for Options {
         Options {
             username: None,
             password: None,
+            users: Vec::new(),
+            api_keys: Vec::new(),
+            tokens: Vec::new(),
+            flavor: Flavor::Elasticsearch7,
+            tls: None,
+            strict_settings: false,
             path_repo: None,
             snapshot_delay: snapshot::DEFAULT_DELAY,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             log_requests: std::env::var_os("CAIRN_ES_TEST_SERVER_LOG").is_some_and(|v| v != "0"),
+        }
+    }
+}
+
+/// The password of user `elastic` on a server made by [`Options::es8`].
+pub const ELASTIC_PASSWORD: &str = "cairn-test-elastic-password";
+
+impl Options {
+    /// Elasticsearch 7.17 with settings validated as a real cluster validates them.
+    pub fn es7() -> Options {
+        Options {
+            strict_settings: true,
+            ..Options::default()
+        }
+    }
+
+    /// Elasticsearch 8 as its first start leaves it: HTTPS with its own CA, security on, user
+    /// `elastic` with password [`ELASTIC_PASSWORD`]; settings validated.
+    pub fn es8() -> Options {
+        Options {
+            flavor: Flavor::Elasticsearch8,
+            tls: Some(TlsOptions::default()),
+            username: Some("elastic".into()),
+            password: Some(ELASTIC_PASSWORD.into()),
+            strict_settings: true,
+            ..Options::default()
+        }
+    }
+
+    /// OpenSearch 2 (plain HTTP, security plugin off, as its demo configuration without the
+    /// security plugin); settings validated.
+    pub fn opensearch2() -> Options {
+        Options {
+            flavor: Flavor::OpenSearch2,
+            strict_settings: true,
+            ..Options::default()
         }
     }
 }
@@ -93,7 +169,8 @@ pub(crate) struct App {
     repo_write: Mutex<()>,
     faults: Faults,
     path_repo: PathBuf,
-    auth: Option<(String, String)>,
+    realms: security::Realms,
+    flavor: Flavor,
     snapshot_delay: Duration,
     log_requests: bool,
 }
@@ -142,6 +219,7 @@ pub struct EsServer {
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
     _temp_repo: Option<tempfile::TempDir>,
+    tls: Option<tls::TlsFiles>,
 }
 
 impl EsServer {
@@ -174,19 +252,47 @@ impl EsServer {
             }
         };
         let path_repo = path_repo.canonicalize()?;
-        let auth = match (opts.username, opts.password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (Some(u), None) => Some((u, String::new())),
-            _ => None,
+        let mut realms = security::Realms {
+            users: opts.users,
+            api_keys: opts.api_keys,
+            tokens: opts.tokens,
+            client_cert_user: None,
+        };
+        if let Some(u) = opts.username {
+            realms.users.insert(
+                0,
+                User {
+                    name: u,
+                    password: opts.password.unwrap_or_default(),
+                    role: Role::superuser(),
+                },
+            );
+        }
+        let tls = match &opts.tls {
+            Some(t) => {
+                if t.client_auth != ClientAuth::None {
+                    realms.client_cert_user = Some(Principal {
+                        name: "cairn-client".into(),
+                        role: Role::superuser(),
+                    });
+                }
+                Some(tls::generate(t)?)
+            }
+            None => None,
         };
         let app = Arc::new(App {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                flavor: opts.flavor,
+                strict_settings: opts.strict_settings,
+                ..State::default()
+            }),
             scrolls: Mutex::new(Scrolls::default()),
             snapshots: Mutex::new(Snapshots::default()),
             repo_write: Mutex::new(()),
             faults: Faults::default(),
             path_repo,
-            auth,
+            realms,
+            flavor: opts.flavor,
             snapshot_delay: opts.snapshot_delay,
             log_requests: opts.log_requests,
         });
@@ -200,6 +306,7 @@ impl EsServer {
             .build()?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let serve_app = app.clone();
+        let tls_config = tls.as_ref().map(|t| t.config.clone());
         let thread = std::thread::Builder::new()
             .name("cairn-es-test-server".into())
             .spawn(move || {
@@ -219,13 +326,23 @@ impl EsServer {
                         }
                     });
                     let router = http::router(serve_app);
-                    tokio::select! {
-                        r = axum::serve(listener, router) => {
-                            if let Err(e) = r {
-                                eprintln!("cairn-es-test-server: server error: {e}");
+                    match tls_config {
+                        Some(config) => {
+                            tokio::select! {
+                                () = tls::serve(listener, config, router) => {}
+                                _ = rx => {}
                             }
                         }
-                        _ = rx => {}
+                        None => {
+                            tokio::select! {
+                                r = axum::serve(listener, router) => {
+                                    if let Err(e) = r {
+                                        eprintln!("cairn-es-test-server: server error: {e}");
+                                    }
+                                }
+                                _ = rx => {}
+                            }
+                        }
                     }
                 });
                 runtime.shutdown_timeout(Duration::from_millis(200));
@@ -236,12 +353,52 @@ impl EsServer {
             shutdown: Some(tx),
             thread: Some(thread),
             _temp_repo: temp,
+            tls,
         })
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` in TLS mode.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The version this server pretends to be.
+    pub fn flavor(&self) -> Flavor {
+        self.app.flavor
+    }
+
+    /// In TLS mode: the PEM file of the CA that signed the server's certificate (ES 8's
+    /// `config/certs/http_ca.crt`).
+    pub fn ca_pem(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca_pem.as_path())
+    }
+
+    /// In TLS mode: the CA certificate's SHA-256 fingerprint as ES 8 prints it (`AB:CD:…`).
+    pub fn ca_fingerprint(&self) -> Option<&str> {
+        self.tls.as_ref().map(|t| t.ca_fingerprint.as_str())
+    }
+
+    /// In TLS mode: a client certificate chain and key (PEM) signed by the server's CA.
+    pub fn client_cert(&self) -> Option<(&Path, &Path)> {
+        self.tls
+            .as_ref()
+            .map(|t| (t.client_cert_pem.as_path(), t.client_key_pem.as_path()))
+    }
+
+    /// In TLS mode: a client certificate and key (PEM) from a CA the server does not trust.
+    pub fn foreign_client_cert(&self) -> Option<(&Path, &Path)> {
+        self.tls.as_ref().map(|t| {
+            (
+                t.foreign_client_cert_pem.as_path(),
+                t.foreign_client_key_pem.as_path(),
+            )
+        })
+    }
+
+    /// Whether the index exists and is closed.
+    pub fn is_closed(&self, index: &str) -> Option<bool> {
+        self.app.state().indices.get(index).map(|i| i.closed)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -276,13 +433,19 @@ impl EsServer {
         scrolls.open()
     }
 
-    /// Number of documents in `index` (`None` if it does not exist).
+    /// Number of documents in `index` or data stream `index` (`None` if it does not exist).
     pub fn doc_count(&self, index: &str) -> Option<usize> {
-        self.app
-            .state()
-            .indices
-            .get(index)
-            .map(store::Index::doc_count)
+        let state = self.app.state();
+        if let Some(ds) = state.data_streams.get(index) {
+            return Some(
+                ds.indices
+                    .iter()
+                    .filter_map(|i| state.indices.get(i))
+                    .map(store::Index::doc_count)
+                    .sum(),
+            );
+        }
+        state.indices.get(index).map(store::Index::doc_count)
     }
 }
 

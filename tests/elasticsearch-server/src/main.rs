@@ -7,9 +7,13 @@ use std::time::Instant;
 
 use cairn_es_test_server::{EsServer, Options};
 
-const USAGE: &str =
-    "usage: cairn-es-test-server [--listen ADDR] [--path-repo DIR] [--user U --password P] \
+const USAGE: &str = "usage: cairn-es-test-server [--flavor es7|es8|opensearch2] [--tls] \
+[--lenient-settings] [--listen ADDR] [--path-repo DIR] [--user U --password P] \
 [--seed INDEX:COUNT ...] [--snapshot-delay-ms N] [--log-requests]
+
+--flavor es8 serves HTTPS with its own CA (its path and SHA-256 fingerprint are printed on
+stderr) and user `elastic` (password cairn-test-elastic-password) unless --user is given.
+Every flavor refuses unknown, archived and private settings; --lenient-settings accepts any.
 
 A TEST DOUBLE of the Elasticsearch REST subset Cairn uses (not Elasticsearch).
 Faults can be injected with POST /_cairn_test/faults (a test-only endpoint).";
@@ -25,7 +29,7 @@ fn main() {
 fn try_main() -> Result<(), String> {
     let mut opts = Options {
         listen: "127.0.0.1:9200".parse().expect("valid address"),
-        ..Options::default()
+        ..Options::es7()
     };
     let mut seeds: Vec<(String, usize)> = Vec::new();
     let mut args = std::env::args().skip(1);
@@ -36,6 +40,24 @@ fn try_main() -> Result<(), String> {
                 let v = value("--listen")?;
                 opts.listen = v.parse().map_err(|e| format!("--listen {v}: {e}"))?;
             }
+            "--flavor" => {
+                let v = value("--flavor")?;
+                let preset = match v.as_str() {
+                    "es7" => Options::es7(),
+                    "es8" => Options::es8(),
+                    "opensearch2" => Options::opensearch2(),
+                    other => return Err(format!("--flavor {other}: es7, es8 or opensearch2")),
+                };
+                opts = Options {
+                    listen: opts.listen,
+                    path_repo: opts.path_repo,
+                    snapshot_delay: opts.snapshot_delay,
+                    log_requests: opts.log_requests,
+                    ..preset
+                };
+            }
+            "--tls" => opts.tls = Some(cairn_es_test_server::TlsOptions::default()),
+            "--lenient-settings" => opts.strict_settings = false,
             "--path-repo" => opts.path_repo = Some(PathBuf::from(value("--path-repo")?)),
             "--user" => opts.username = Some(value("--user")?),
             "--password" => opts.password = Some(value("--password")?),
@@ -75,6 +97,12 @@ fn try_main() -> Result<(), String> {
         eprintln!(
             "cairn-es-test-server: seeded {count} documents into [{index}] in {} ms",
             started.elapsed().as_millis()
+        );
+    }
+    if let (Some(ca), Some(fp)) = (server.ca_pem(), server.ca_fingerprint()) {
+        eprintln!(
+            "cairn-es-test-server: CA certificate {} (SHA-256 fingerprint {fp})",
+            ca.display()
         );
     }
     println!("{}", server.url());

@@ -25,6 +25,7 @@ const ROOT_KEYS: &[&str] = &[
     "dynamic_date_formats",
     "enabled",
     "runtime",
+    "_data_stream_timestamp",
 ];
 
 const FIELD_TYPES: &[&str] = &[
@@ -148,6 +149,32 @@ pub fn merge(
     }
     *existing = merged;
     Ok(())
+}
+
+/// Merges `incoming` into `existing` where `incoming` wins on conflicts (how an index
+/// creation request's mappings combine with those of its templates).
+pub fn merge_overriding(
+    existing: &mut Map<String, Value>,
+    incoming: &Map<String, Value>,
+) -> Result<(), EsError> {
+    validate(incoming)?;
+    deep_merge(existing, incoming);
+    Ok(())
+}
+
+fn deep_merge(target: &mut Map<String, Value>, patch: &Map<String, Value>) {
+    for (k, v) in patch {
+        match (target.get_mut(k), v) {
+            (Some(Value::Object(t)), Value::Object(p))
+                if k == "properties" || t.contains_key("properties") || !p.contains_key("type") =>
+            {
+                deep_merge(t, p)
+            }
+            _ => {
+                target.insert(k.clone(), v.clone());
+            }
+        }
+    }
 }
 
 fn merge_properties(target: &mut Value, incoming: &Value, prefix: &str) -> Result<(), EsError> {

@@ -43,6 +43,33 @@ struct View {
     version: bool,
     seq_no: bool,
     total_as_int: bool,
+    /// Whether hits carry `"_type": "_doc"` (7.x).
+    types: bool,
+}
+
+/// An injected partial result.
+#[derive(Clone, Copy, PartialEq)]
+enum Partial {
+    Whole,
+    ShardFailed,
+    TimedOut,
+}
+
+impl Partial {
+    fn take(app: &App) -> Partial {
+        if app.faults.take_shard_failure() {
+            Partial::ShardFailed
+        } else if app.faults.take_search_timeout() {
+            Partial::TimedOut
+        } else {
+            Partial::Whole
+        }
+    }
+
+    /// How many of `n` hits a partial page keeps.
+    fn keep(self, n: usize) -> usize {
+        if self == Partial::Whole { n } else { n / 2 }
+    }
 }
 
 impl Scrolls {
@@ -230,6 +257,7 @@ fn parse_request(params: &HashMap<String, String>, body: &[u8]) -> Result<Reques
             version: false,
             seq_no: false,
             total_as_int,
+            types: true,
         },
     };
     for (key, value) in obj {
@@ -327,6 +355,7 @@ fn parse_request(params: &HashMap<String, String>, body: &[u8]) -> Result<Reques
 fn write_response(
     scroll_id: Option<&str>,
     took: u128,
+    partial: Partial,
     view: View,
     total: usize,
     track_total: Option<u64>,
@@ -346,13 +375,25 @@ fn write_response(
         push_json_str(&mut out, id);
         out.push(b',');
     }
-    let s = view.shards;
-    out.extend_from_slice(
-        format!(
-            "\"took\":{took},\"timed_out\":false,\"_shards\":{{\"total\":{s},\"successful\":{s},\"skipped\":0,\"failed\":0}},\"hits\":{{"
-        )
-        .as_bytes(),
-    );
+    let s = view.shards.max(1);
+    let timed_out = partial == Partial::TimedOut;
+    if partial == Partial::ShardFailed {
+        out.extend_from_slice(
+            format!(
+                "\"took\":{took},\"timed_out\":false,\"_shards\":{{\"total\":{s},\"successful\":{},\"skipped\":0,\"failed\":1,\"failures\":[{{\"shard\":0,\"index\":\"{}\",\"node\":\"cairn-test-node-id\",\"reason\":{{\"type\":\"node_disconnected_exception\",\"reason\":\"[cairn-test-node][127.0.0.1:9300][indices:data/read/search[phase/query]] disconnected (fault injected by the cairn test server)\"}}}}]}},\"hits\":{{",
+                s - 1,
+                names.first().map(|n| n.as_ref()).unwrap_or("_na_")
+            )
+            .as_bytes(),
+        );
+    } else {
+        out.extend_from_slice(
+            format!(
+                "\"took\":{took},\"timed_out\":{timed_out},\"_shards\":{{\"total\":{s},\"successful\":{s},\"skipped\":0,\"failed\":0}},\"hits\":{{"
+            )
+            .as_bytes(),
+        );
+    }
     match (view.total_as_int, track_total) {
         (true, _) => out.extend_from_slice(format!("\"total\":{total},").as_bytes()),
         (false, Some(0)) => {}
@@ -381,7 +422,10 @@ fn write_response(
         }
         out.extend_from_slice(b"{\"_index\":");
         push_json_str(&mut out, &names[*index as usize]);
-        out.extend_from_slice(b",\"_type\":\"_doc\",\"_id\":");
+        if view.types {
+            out.extend_from_slice(b",\"_type\":\"_doc\"");
+        }
+        out.extend_from_slice(b",\"_id\":");
         push_json_str(&mut out, &doc.id);
         if view.version {
             out.extend_from_slice(format!(",\"_version\":{}", doc.version).as_bytes());
@@ -460,6 +504,25 @@ fn check_keep_alive(app: &App, keep: Duration, text: &str) -> Result<(), EsError
     Ok(())
 }
 
+/// Closed indices cannot be read (400 `index_closed_exception`); red ones fail every shard.
+pub fn check_readable(state: &crate::store::State, names: &[String]) -> Result<(), EsError> {
+    for n in names {
+        let index = &state.indices[n];
+        if index.closed {
+            return Err(EsError::index_closed(n, &index.uuid));
+        }
+        if !index.allocated(state.flavor) {
+            let mut e = EsError::new(503, "search_phase_execution_exception", "all shards failed")
+                .with("phase", "query")
+                .with("grouped", true)
+                .with("failed_shards", serde_json::json!([]));
+            e.root_cause = Some(Vec::new());
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 /// `GET|POST /{pattern}/_search`.
 pub fn search(
     app: &App,
@@ -494,11 +557,14 @@ pub fn search(
     }
     let mut view = req.view;
     let mut names: Vec<Arc<str>> = Vec::new();
+    let partial = Partial::take(app);
     let mut hits: Vec<(u32, Arc<Doc>)> = Vec::new();
     let mut total = 0usize;
     {
         let state = app.state();
+        view.types = state.flavor.has_types();
         let resolved = state.resolve(expr, Expand::STRICT.with_params(params))?;
+        check_readable(&state, &resolved)?;
         let window = if req.scroll.is_some() {
             0..usize::MAX
         } else {
@@ -529,9 +595,12 @@ pub fn search(
         }
     }
     let Some(keep_alive) = req.scroll else {
+        let kept = partial.keep(hits.len());
+        hits.truncate(kept);
         return Ok(write_response(
             None,
             started.elapsed().as_millis(),
+            partial,
             view,
             total,
             req.track_total,
@@ -575,11 +644,12 @@ pub fn search(
     Ok(write_response(
         Some(&id),
         started.elapsed().as_millis(),
+        partial,
         view,
         total,
         None,
         &names,
-        &hits[..first],
+        &hits[..partial.keep(first)],
         0,
     ))
 }
@@ -670,14 +740,17 @@ pub fn scroll(
         ctx.cursor = end;
         (ctx.names.clone(), ctx.hits.clone(), start..end, ctx.view)
     };
+    let partial = Partial::take(app);
+    let shown = range.start..range.start + partial.keep(range.len());
     let out = write_response(
         Some(id),
         started.elapsed().as_millis(),
+        partial,
         view,
         hits.len(),
         None,
         &names,
-        &hits[range.clone()],
+        &hits[shown],
         range.start,
     );
     if app.faults.scroll_page_served() {
@@ -755,6 +828,7 @@ pub fn count(
     }
     let state = app.state();
     let resolved = state.resolve(expr, Expand::STRICT.with_params(params))?;
+    check_readable(&state, &resolved)?;
     let mut count = 0;
     let mut shards = 0;
     for name in &resolved {

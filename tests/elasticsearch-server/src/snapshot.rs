@@ -27,7 +27,7 @@ use tokio::sync::watch;
 
 use crate::App;
 use crate::error::EsError;
-use crate::store::{self, Doc, Expand, Index, VERSION, VERSION_ID};
+use crate::store::{self, Doc, Expand, Index};
 use crate::util::{
     flatten_settings, has_wildcard, iso_millis, new_uuid, now_millis, wildcard_match,
 };
@@ -51,6 +51,8 @@ struct Repo {
 struct Running {
     info: Value,
     done: watch::Receiver<bool>,
+    /// Deleting a running snapshot aborts it, as in ES.
+    abort: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -316,6 +318,16 @@ pub async fn create(
 ) -> Result<(u16, Value), EsError> {
     let repo = app.repo(repo_name)?;
     validate_snapshot_name(repo_name, snap)?;
+    if app.faults.take_concurrent_snapshot_error() {
+        return Err(EsError::new(
+            503,
+            "concurrent_snapshot_execution_exception",
+            format!(
+                "[{repo_name}:{snap}] cannot snapshot while a snapshot deletion is in-progress in [SnapshotDeletionsInProgress[[{repo_name}:cairn-other]]] (fault injected by the cairn test server)"
+            ),
+        ));
+    }
+    let flavor = app.flavor;
     let exists_on_disk = read_repo_data(repo_name, &repo.location)?
         .snapshots
         .iter()
@@ -334,7 +346,7 @@ pub async fn create(
             &indices_param(body),
             Expand {
                 ignore_unavailable,
-                allow_no_indices: true,
+                ..Expand::STRICT
             },
         )?;
         let captured: Vec<Captured> = names
@@ -362,8 +374,8 @@ pub async fn create(
         "snapshot": snap,
         "uuid": uuid,
         "repository": repo_name,
-        "version_id": VERSION_ID.parse::<u64>().expect("numeric"),
-        "version": VERSION,
+        "version_id": flavor.version_id().parse::<u64>().expect("numeric"),
+        "version": flavor.version(),
         "indices": indices,
         "data_streams": [],
         "include_global_state": include_global_state,
@@ -381,6 +393,7 @@ pub async fn create(
         info["metadata"] = meta.clone();
     }
     let (tx, rx) = watch::channel(false);
+    let abort = Arc::new(tokio::sync::Notify::new());
     {
         let mut snaps = app.snapshots();
         let key = (repo_name.to_string(), snap.to_string());
@@ -407,6 +420,7 @@ pub async fn create(
             Running {
                 info: info.clone(),
                 done: rx.clone(),
+                abort: abort.clone(),
             },
         );
     }
@@ -415,7 +429,18 @@ pub async fn create(
     let (repo_name_owned, snap_owned) = (repo_name.to_string(), snap.to_string());
     let delay = app.snapshot_delay;
     tokio::spawn(async move {
-        tokio::time::sleep(delay).await;
+        let aborted = tokio::select! {
+            () = tokio::time::sleep(delay) => false,
+            () = abort.notified() => true,
+        };
+        if aborted {
+            task_app
+                .snapshots()
+                .running
+                .remove(&(repo_name_owned, snap_owned));
+            let _ = tx.send(true);
+            return;
+        }
         let app2 = task_app.clone();
         let repo_for_write = repo_name_owned.clone();
         let result = tokio::task::spawn_blocking(move || {
@@ -741,15 +766,18 @@ pub fn status(app: &App, repo: Option<&str>, expr: Option<&str>) -> Result<Value
 
 /// `DELETE /_snapshot/{repo}/{snap}` (a running snapshot is waited for, then deleted).
 pub async fn delete(app: Arc<App>, repo_name: &str, expr: &str) -> Result<Value, EsError> {
-    let waiting: Vec<watch::Receiver<bool>> = app
+    let running: Vec<(String, watch::Receiver<bool>, Arc<tokio::sync::Notify>)> = app
         .snapshots()
         .running
         .iter()
         .filter(|((r, s), _)| r == repo_name && expr.split(',').any(|e| wildcard_match(e, s)))
-        .map(|(_, run)| run.done.clone())
+        .map(|((_, s), run)| (s.clone(), run.done.clone(), run.abort.clone()))
         .collect();
-    for rx in waiting {
+    let mut aborted = Vec::new();
+    for (name, rx, abort) in running {
+        abort.notify_one();
         wait_done(rx).await;
+        aborted.push(name);
     }
     let repo = app.repo(repo_name)?;
     let _guard = app.repo_write.lock().unwrap_or_else(|e| e.into_inner());
@@ -762,7 +790,7 @@ pub async fn delete(app: Arc<App>, repo_name: &str, expr: &str) -> Result<Value,
             .filter(|s| part == "_all" || wildcard_match(part, &s.name))
             .cloned()
             .collect();
-        if matched.is_empty() && !has_wildcard(part) {
+        if matched.is_empty() && !has_wildcard(part) && !aborted.iter().any(|a| a == part) {
             return Err(EsError::snapshot_missing(repo_name, part));
         }
         doomed.extend(matched);
@@ -970,7 +998,7 @@ pub fn restore(
         for (k, v) in &overrides {
             settings.insert(k.clone(), v.clone());
         }
-        let mut index = Index::new(&new, settings);
+        let mut index = Index::new(&new, settings, app.flavor);
         index.mappings = meta.mappings.clone();
         if include_aliases {
             for (alias, props) in &meta.aliases {

@@ -9,12 +9,9 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use crate::error::EsError;
+use crate::flavor::Flavor;
 use crate::mapping;
 use crate::util::{flatten_settings, has_wildcard, new_uuid, now_millis, wildcard_match};
-
-/// The version ES reports (`version.number`), and its `index.version.created` id.
-pub const VERSION: &str = "7.17.0";
-pub const VERSION_ID: &str = "7170099";
 
 /// One stored document.
 #[derive(Debug)]
@@ -38,6 +35,10 @@ pub struct Index {
     pub mappings: Map<String, Value>,
     /// Alias name → alias properties (`filter`, `index_routing`, `is_write_index`, …).
     pub aliases: BTreeMap<String, Value>,
+    /// Closed (`POST /{index}/_close`): metadata only, no reads or writes.
+    pub closed: bool,
+    /// The data stream this index backs, if any.
+    pub data_stream: Option<String>,
     docs: Vec<Option<Arc<Doc>>>,
     /// Hashed with foldhash: ids come from clients, but this is a test double, not a
     /// server exposed to hostile input, and SipHash was a tenth of `_bulk`'s time.
@@ -54,7 +55,7 @@ pub struct Written {
 
 impl Index {
     /// A new index with ES's default and generated settings filled in.
-    pub fn new(name: &str, mut settings: BTreeMap<String, Value>) -> Index {
+    pub fn new(name: &str, mut settings: BTreeMap<String, Value>, flavor: Flavor) -> Index {
         let uuid = new_uuid();
         settings.retain(|_, v| !v.is_null());
         let s = |v: &str| Value::String(v.to_string());
@@ -64,19 +65,29 @@ impl Index {
         settings
             .entry("index.number_of_replicas".into())
             .or_insert_with(|| s("1"));
-        settings
-            .entry("index.routing.allocation.include._tier_preference".into())
-            .or_insert_with(|| s("data_content"));
+        if flavor.has_tiers() {
+            settings
+                .entry("index.routing.allocation.include._tier_preference".into())
+                .or_insert_with(|| s("data_content"));
+        } else {
+            settings
+                .entry("index.replication.type".into())
+                .or_insert_with(|| s("DOCUMENT"));
+        }
         settings.insert("index.uuid".into(), s(&uuid));
         settings.insert("index.provided_name".into(), s(name));
-        settings.insert("index.creation_date".into(), s(&now_millis().to_string()));
-        settings.insert("index.version.created".into(), s(VERSION_ID));
+        settings
+            .entry("index.creation_date".into())
+            .or_insert_with(|| s(&now_millis().to_string()));
+        settings.insert("index.version.created".into(), s(flavor.version_id()));
         Index {
             name: Arc::from(name),
             uuid,
             settings,
             mappings: Map::new(),
             aliases: BTreeMap::new(),
+            closed: false,
+            data_stream: None,
             docs: Vec::new(),
             ids: HashMap::default(),
             seq: 0,
@@ -101,6 +112,83 @@ impl Index {
 
     pub fn replicas(&self) -> u32 {
         self.setting_u32("index.number_of_replicas", 1)
+    }
+
+    /// `index.hidden`.
+    pub fn hidden(&self) -> bool {
+        self.settings.get("index.hidden").and_then(Value::as_str) == Some("true")
+    }
+
+    /// Whether this single node may hold the index's shards, by its allocation filters
+    /// (`index.routing.allocation.require|include|exclude.*`). When not, the index is red:
+    /// reads and writes fail as on a cluster where no node matches.
+    pub fn allocated(&self, flavor: Flavor) -> bool {
+        let node = |attr: &str| -> Option<Vec<&str>> {
+            Some(match attr {
+                "_name" => vec![NODE_NAME],
+                "_id" => vec![NODE_ID],
+                "_host" => vec!["127.0.0.1", "localhost"],
+                "_ip" | "_host_ip" | "_publish_ip" => vec!["127.0.0.1"],
+                "_tier_preference" | "_tier" if flavor.has_tiers() => {
+                    vec!["data_content", "data_hot", "data_warm", "data_cold"]
+                }
+                _ => return None,
+            })
+        };
+        let values = |v: &Value| -> Vec<String> {
+            v.as_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        };
+        let matches = |attr: &str, wanted: &[String]| {
+            node(attr).is_some_and(|have| {
+                wanted
+                    .iter()
+                    .any(|w| have.iter().any(|h| wildcard_match(w, h)))
+            })
+        };
+        let mut include_seen = false;
+        let mut include_ok = false;
+        for (key, value) in &self.settings {
+            let wanted = values(value);
+            if wanted.is_empty() {
+                continue;
+            }
+            if let Some(attr) = key.strip_prefix("index.routing.allocation.require.") {
+                if !matches(attr, &wanted) {
+                    return false;
+                }
+            } else if let Some(attr) = key.strip_prefix("index.routing.allocation.include.") {
+                if attr == "_tier_preference" {
+                    // data tiers: any listed tier the node has
+                    if !matches(attr, &wanted) {
+                        return false;
+                    }
+                    continue;
+                }
+                include_seen = true;
+                include_ok |= matches(attr, &wanted);
+            } else if let Some(attr) = key.strip_prefix("index.routing.allocation.exclude.")
+                && matches(attr, &wanted)
+            {
+                return false;
+            }
+        }
+        !include_seen || include_ok
+    }
+
+    /// The health of this index on the one-node cluster.
+    pub fn health(&self, flavor: Flavor) -> &'static str {
+        if self.closed || !self.allocated(flavor) {
+            "red"
+        } else if self.replicas() > 0 {
+            "yellow"
+        } else {
+            "green"
+        }
     }
 
     /// Approximate store size in bytes (sources plus a little per document).
@@ -213,6 +301,10 @@ impl Index {
     }
 }
 
+/// The one node of the cluster.
+pub const NODE_NAME: &str = "cairn-test-node";
+pub const NODE_ID: &str = "cairn-test-node-id";
+
 /// Settings ES refuses to change on an open index.
 const STATIC_SETTINGS: &[&str] = &[
     "index.number_of_shards",
@@ -222,12 +314,31 @@ const STATIC_SETTINGS: &[&str] = &[
     "index.provided_name",
 ];
 
+/// A data stream: its backing indices, oldest first (the last is the write index).
+#[derive(Debug, Clone)]
+pub struct DataStream {
+    pub indices: Vec<String>,
+    pub generation: u64,
+    pub template: String,
+}
+
 /// The whole cluster.
 #[derive(Debug, Default)]
 pub struct State {
+    pub flavor: Flavor,
+    /// Refuse unknown, archived and private index settings (and unknown cluster settings), as
+    /// real clusters do.
+    pub strict_settings: bool,
     pub indices: BTreeMap<String, Index>,
     pub persistent: BTreeMap<String, Value>,
     pub transient: BTreeMap<String, Value>,
+    /// Composable index templates (`_index_template`), by name, as stored.
+    pub templates: BTreeMap<String, Value>,
+    /// Component templates (`_component_template`), by name.
+    pub component_templates: BTreeMap<String, Value>,
+    /// ILM policies (`_ilm/policy`), by name: `{"version", "modified_date", "policy"}`.
+    pub ilm_policies: BTreeMap<String, Value>,
+    pub data_streams: BTreeMap<String, DataStream>,
 }
 
 /// Options of an index expression, as ES's `IndicesOptions`.
@@ -235,17 +346,34 @@ pub struct State {
 pub struct Expand {
     pub ignore_unavailable: bool,
     pub allow_no_indices: bool,
+    /// What wildcards expand to (`expand_wildcards`): open indices by default.
+    pub open: bool,
+    pub closed: bool,
+    pub hidden: bool,
 }
 
 impl Expand {
     pub const STRICT: Expand = Expand {
         ignore_unavailable: false,
         allow_no_indices: true,
+        open: true,
+        closed: false,
+        hidden: false,
     };
 
-    /// Reads `ignore_unavailable` / `allow_no_indices` query parameters over `self`.
+    /// Wildcards expand to every index (what internal look-ups use).
+    pub const ALL: Expand = Expand {
+        ignore_unavailable: false,
+        allow_no_indices: true,
+        open: true,
+        closed: true,
+        hidden: true,
+    };
+
+    /// Reads `ignore_unavailable` / `allow_no_indices` / `expand_wildcards` query parameters
+    /// over `self`.
     pub fn with_params(self, params: &HashMap<String, String>) -> Expand {
-        Expand {
+        let mut out = Expand {
             ignore_unavailable: crate::util::param_bool(
                 params.get("ignore_unavailable"),
                 self.ignore_unavailable,
@@ -254,7 +382,31 @@ impl Expand {
                 params.get("allow_no_indices"),
                 self.allow_no_indices,
             ),
+            ..self
+        };
+        if let Some(e) = params.get("expand_wildcards") {
+            out.open = false;
+            out.closed = false;
+            out.hidden = false;
+            for part in e.split(',') {
+                match part.trim() {
+                    "open" => out.open = true,
+                    "closed" => out.closed = true,
+                    "hidden" => out.hidden = true,
+                    "all" => {
+                        out.open = true;
+                        out.closed = true;
+                        out.hidden = true;
+                    }
+                    _ => {}
+                }
+            }
         }
+        out
+    }
+
+    fn wildcard_takes(&self, index: &Index) -> bool {
+        (if index.closed { self.closed } else { self.open }) && (self.hidden || !index.hidden())
     }
 }
 
@@ -376,7 +528,12 @@ impl State {
             .filter(|p| !p.is_empty())
             .collect();
         if parts.is_empty() || parts == ["_all"] {
-            return Ok(self.indices.keys().cloned().collect());
+            return Ok(self
+                .indices
+                .iter()
+                .filter(|(_, i)| opts.wildcard_takes(i))
+                .map(|(n, _)| n.clone())
+                .collect());
         }
         let mut wildcard_seen = false;
         for part in parts {
@@ -402,16 +559,27 @@ impl State {
             if part == "_all" || has_wildcard(part) {
                 wildcard_seen = true;
                 for (name, index) in &self.indices {
-                    if wildcard_match(part, name)
+                    if !opts.wildcard_takes(index) {
+                        continue;
+                    }
+                    if part == "_all"
+                        || wildcard_match(part, name)
                         || index.aliases.keys().any(|a| wildcard_match(part, a))
                     {
                         out.insert(name.clone());
+                    }
+                }
+                for (name, ds) in &self.data_streams {
+                    if (part == "_all" || wildcard_match(part, name)) && opts.open {
+                        out.extend(ds.indices.iter().cloned());
                     }
                 }
                 continue;
             }
             if self.indices.contains_key(part) {
                 out.insert(part.to_string());
+            } else if let Some(ds) = self.data_streams.get(part) {
+                out.extend(ds.indices.iter().cloned());
             } else if self.is_alias(part) {
                 out.extend(self.alias_indices(part));
             } else if !opts.ignore_unavailable {
@@ -427,6 +595,9 @@ impl State {
     /// The index a write to `name` goes to: the index itself, or an alias's write index.
     /// `Ok(None)` when nothing has that name (the caller may auto-create it).
     pub fn write_target(&self, name: &str) -> Result<Option<String>, EsError> {
+        if let Some(ds) = self.data_streams.get(name) {
+            return Ok(ds.indices.last().cloned());
+        }
         if self.indices.contains_key(name) {
             return Ok(Some(name.to_string()));
         }
@@ -485,14 +656,30 @@ impl State {
                 format!("unknown key [{key}] for create index"),
             ));
         }
+        if let Some(t) = self.data_stream_template(name) {
+            return Err(EsError::illegal_argument(format!(
+                "cannot create index with name [{name}], because it matches with template [{t}] that creates data streams only, use create data stream api instead"
+            )));
+        }
         let settings = match body.get("settings") {
             Some(s) => index_settings_from(s)?,
             None => BTreeMap::new(),
         };
-        let mut index = Index::new(name, settings);
+        self.check_settings(&settings)?;
+        // Composable index templates apply first; the request's own values win.
+        let (t_settings, t_mappings, t_aliases) = self.template_for(name, false);
+        let mut all_settings = t_settings;
+        all_settings.extend(settings);
+        let mut index = Index::new(name, all_settings, self.flavor);
+        if !t_mappings.is_empty() {
+            mapping::merge(&mut index.mappings, &t_mappings)?;
+        }
+        for (alias, def) in t_aliases {
+            index.aliases.insert(alias, alias_props(&def)?);
+        }
         if let Some(m) = body.get("mappings") {
             let m = unwrap_typed_mapping(m, include_type_name)?;
-            mapping::merge(&mut index.mappings, &m)?;
+            mapping::merge_overriding(&mut index.mappings, &m)?;
         }
         if let Some(aliases) = body.get("aliases") {
             let Some(aliases) = aliases.as_object() else {
@@ -512,20 +699,162 @@ impl State {
         Ok(())
     }
 
-    /// Creates an index with no settings (bulk's and index API's auto-create).
+    /// Creates an index with no settings (bulk's and index API's auto-create), or the data
+    /// stream a data-stream template makes of that name.
     pub fn auto_create(&mut self, name: &str) -> Result<(), EsError> {
+        if self.data_stream_template(name).is_some() {
+            return self.create_data_stream(name);
+        }
         self.create_index(name, &Value::Null, false)
+    }
+
+    /// Refuses settings a real cluster refuses (when `strict_settings`).
+    pub fn check_settings(&self, flat: &BTreeMap<String, Value>) -> Result<(), EsError> {
+        if !self.strict_settings {
+            return Ok(());
+        }
+        for (k, v) in flat {
+            if v.is_null() {
+                continue;
+            }
+            self.flavor
+                .check_index_setting(k, v)
+                .map_err(EsError::illegal_argument)?;
+        }
+        Ok(())
+    }
+
+    /// The highest-priority composable template matching `name` (data-stream templates only
+    /// when `data_stream`), composed: (settings, mappings, aliases).
+    pub fn template_for(
+        &self,
+        name: &str,
+        data_stream: bool,
+    ) -> (
+        BTreeMap<String, Value>,
+        Map<String, Value>,
+        Map<String, Value>,
+    ) {
+        let mut settings = BTreeMap::new();
+        let mut mappings = Map::new();
+        let mut aliases = Map::new();
+        let Some((_, template)) = self.matching_template(name) else {
+            return (settings, mappings, aliases);
+        };
+        if template.get("data_stream").is_some() != data_stream {
+            return (settings, mappings, aliases);
+        }
+        let mut parts: Vec<&Value> = Vec::new();
+        for c in template["composed_of"].as_array().into_iter().flatten() {
+            if let Some(ct) = c.as_str().and_then(|c| self.component_templates.get(c)) {
+                parts.push(&ct["template"]);
+            }
+        }
+        parts.push(&template["template"]);
+        for part in parts {
+            if let Some(s) = part.get("settings")
+                && let Ok(flat) = index_settings_from(s)
+            {
+                settings.extend(flat);
+            }
+            if let Some(Value::Object(m)) = part.get("mappings") {
+                let _ = mapping::merge_overriding(&mut mappings, m);
+            }
+            if let Some(Value::Object(a)) = part.get("aliases") {
+                aliases.extend(a.clone());
+            }
+        }
+        (settings, mappings, aliases)
+    }
+
+    /// The composable template (name, body) with the highest priority whose patterns match.
+    pub fn matching_template(&self, name: &str) -> Option<(&String, &Value)> {
+        self.templates
+            .iter()
+            .filter(|(_, t)| {
+                t["index_patterns"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .any(|p| wildcard_match(p, name))
+            })
+            .max_by_key(|(_, t)| t["priority"].as_u64().unwrap_or(0))
+    }
+
+    /// The name of the data-stream template matching `name`, if the best match is one.
+    pub fn data_stream_template(&self, name: &str) -> Option<String> {
+        self.matching_template(name)
+            .filter(|(_, t)| t.get("data_stream").is_some())
+            .map(|(n, _)| n.clone())
+    }
+
+    /// `PUT /_data_stream/{name}` (and auto-creation on first write).
+    pub fn create_data_stream(&mut self, name: &str) -> Result<(), EsError> {
+        validate_index_name(name)?;
+        if self.data_streams.contains_key(name) {
+            return Err(EsError::new(
+                400,
+                "resource_already_exists_exception",
+                format!("data_stream [{name}] already exists"),
+            ));
+        }
+        if self.indices.contains_key(name) || self.is_alias(name) {
+            return Err(EsError::illegal_argument(format!(
+                "data stream [{name}] conflicts with index or alias"
+            )));
+        }
+        let Some(template) = self.data_stream_template(name) else {
+            return Err(EsError::illegal_argument(format!(
+                "no matching index template found for data stream [{name}]"
+            )));
+        };
+        self.data_streams.insert(
+            name.to_string(),
+            DataStream {
+                indices: Vec::new(),
+                generation: 0,
+                template,
+            },
+        );
+        self.roll_over(name).map(|_| ())
+    }
+
+    /// Adds the next backing index to data stream `name`; returns its name.
+    pub fn roll_over(&mut self, name: &str) -> Result<String, EsError> {
+        let generation = self
+            .data_streams
+            .get(name)
+            .map(|d| d.generation + 1)
+            .ok_or_else(|| EsError::index_not_found(name))?;
+        let day = crate::util::iso_millis(now_millis());
+        let backing = format!(".ds-{name}-{}-{generation:06}", day[..10].replace('-', "."));
+        let (mut settings, t_mappings, _) = self.template_for(name, true);
+        settings.insert("index.hidden".into(), Value::String("true".into()));
+        let mut index = Index::new(&backing, settings, self.flavor);
+        index.mappings = t_mappings;
+        let ts = serde_json::json!({"_data_stream_timestamp": {"enabled": true},
+            "properties": {"@timestamp": {"type": "date"}}});
+        mapping::merge_overriding(&mut index.mappings, ts.as_object().expect("object"))?;
+        index.data_stream = Some(name.to_string());
+        self.indices.insert(backing.clone(), index);
+        let ds = self.data_streams.get_mut(name).expect("checked");
+        ds.generation = generation;
+        ds.indices.push(backing.clone());
+        Ok(backing)
     }
 
     /// `PUT /{pattern}/_settings`.
     pub fn update_settings(&mut self, names: &[String], body: &Value) -> Result<(), EsError> {
         let body = body.get("settings").unwrap_or(body);
         let flat = index_settings_from(body)?;
+        self.check_settings(&flat)?;
         let static_changes: Vec<&String> = flat
             .keys()
             .filter(|k| STATIC_SETTINGS.contains(&k.as_str()))
             .collect();
-        if !static_changes.is_empty() {
+        let all_closed = names.iter().all(|n| self.indices[n].closed);
+        if !static_changes.is_empty() && !all_closed {
             let targets: Vec<String> = names
                 .iter()
                 .map(|n| format!("[{n}/{}]", self.indices[n].uuid))
@@ -706,6 +1035,7 @@ impl State {
 
     /// Cluster settings: `transient`/`persistent`, flat or nested, `null` (and `x.*: null`) resets.
     pub fn update_cluster_settings(&mut self, body: &Value) -> Result<(Value, Value), EsError> {
+        let (flavor, strict) = (self.flavor, self.strict_settings);
         let mut applied = (BTreeMap::new(), BTreeMap::new());
         for (scope, target) in [
             ("persistent", &mut self.persistent),
@@ -716,6 +1046,13 @@ impl State {
             };
             let mut flat = BTreeMap::new();
             flatten_settings(section, "", &mut flat);
+            if strict {
+                for k in flat.keys() {
+                    if let Err(why) = flavor.check_cluster_setting(k) {
+                        return Err(EsError::illegal_argument(why.replace("persistent", scope)));
+                    }
+                }
+            }
             for (k, v) in flat {
                 if v.is_null() {
                     if has_wildcard(&k) {
