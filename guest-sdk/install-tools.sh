@@ -11,7 +11,9 @@
 # registries. Prints where the tools are; the last lines are shell
 # assignments (`CAIRN_COMPONENTIZE_PY=…`) that build scripts may `eval`.
 #
-# Usage: guest-sdk/install-tools.sh [--quiet]
+# Usage: guest-sdk/install-tools.sh [--quiet] [python] [js]
+#
+# With `python` or `js`, only that language's tools (the default is both).
 
 set -euo pipefail
 
@@ -23,7 +25,15 @@ PYTHON=${CAIRN_PYTHON:-python3.11}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 tools=${CAIRN_TOOLS:-$HOME/.cache/cairn-tools}
 quiet=false
-[[ ${1:-} == --quiet ]] && quiet=true
+langs=()
+for arg in "$@"; do
+    case $arg in
+        --quiet) quiet=true ;;
+        python | js) langs+=("$arg") ;;
+        *) echo "install-tools: unknown argument \`$arg\` (usage: install-tools.sh [--quiet] [python] [js])" >&2; exit 2 ;;
+    esac
+done
+((${#langs[@]})) || langs=(python js)
 
 say() { $quiet || echo "install-tools: $*" >&2; }
 die() { echo "install-tools: error: $*" >&2; exit 1; }
@@ -83,11 +93,18 @@ node_version() {
     node -p "require(process.argv[1]).version" "$manifest" 2>/dev/null || true
 }
 
-install_python
-install_js
+for lang in "${langs[@]}"; do
+    "install_$lang"
+done
 
 say "tools are in $tools"
-echo "CAIRN_COMPONENTIZE_PY=$tools/python/bin/componentize-py"
-echo "CAIRN_COMPONENTIZE_JS=$tools/js/node_modules/.bin/componentize-js"
-echo "CAIRN_JCO=$tools/js/node_modules/.bin/jco"
-echo "CAIRN_JS_TOOLS=$tools/js"
+for lang in "${langs[@]}"; do
+    case $lang in
+        python) echo "CAIRN_COMPONENTIZE_PY=$tools/python/bin/componentize-py" ;;
+        js)
+            echo "CAIRN_COMPONENTIZE_JS=$tools/js/node_modules/.bin/componentize-js"
+            echo "CAIRN_JCO=$tools/js/node_modules/.bin/jco"
+            echo "CAIRN_JS_TOOLS=$tools/js"
+            ;;
+    esac
+done

@@ -83,6 +83,10 @@ expect_eq() {
 # jget JSON FILTER: jq -r, empty on error.
 jget() { jq -r "$2" <<<"$1" 2>/dev/null; }
 
+# summary: the run's report from `cairn --json backup|restore` on stdin (it
+# prints newline-delimited `status` messages, then the `summary`).
+summary() { jq -c 'select(type == "object" and .message_type == "summary")' 2>/dev/null | tail -n 1; }
+
 finish() {
     printf '\n%d passed, %d failed\n' "$passed" "$failed"
     ((failed == 0))
@@ -128,9 +132,9 @@ pass "using $cairn ($("$cairn" --version))"
 
 section "build the examples from source"
 declare -A seconds
-build() { # NAME SCRIPT
+build() { # NAME COMMAND [ARG...]
     local start=$SECONDS log=$work/build-${1//[^a-z]/-}.log
-    if "$2" >"$log" 2>&1; then
+    if "${@:2}" >"$log" 2>&1; then
         seconds[$1]=$((SECONDS - start))
         pass "$1 built in ${seconds[$1]}s ($(grep -c '^built ' "$log") components)"
     else
@@ -154,6 +158,7 @@ render() { # LANG NAME DEST
         mkdir -p "$(dirname "$3/$f")"
         sed -e "s|{{name}}|$2|g" -e "s|{{module}}|${2//-/_}|g" \
             -e "s|{{class}}|$(sed -E 's/(^|-)([a-z])/\U\2/g' <<<"$2")|g" \
+            -e "s|{{sdk_about}}|The SDK it builds with is $here/$1.|g" \
             -e "s|{{sdk}}|$here/$1|g" "$src/$f" >"$3/$f"
         [[ -x $src/$f ]] && chmod +x "$3/$f"
     done
@@ -312,7 +317,7 @@ check "cairn validate: the jobs' grants cover what the modules declare" \
     "$cairn" -c "$work/cairn.toml" validate
 
 run_job() { # KIND JOB → JSON report on stdout
-    "$cairn" -c "$work/cairn.toml" --json "$1" "$2" 2>"$work/$1-$2.log"
+    "$cairn" -c "$work/cairn.toml" --json "$1" "$2" 2>"$work/$1-$2.log" | summary
 }
 
 for lang in python js; do
@@ -407,7 +412,7 @@ EOF
 } >"$work/denied.toml"
 
 error_of() { # JOB
-    jget "$("$cairn" -c "$work/denied.toml" --json backup "$1" 2>/dev/null)" '.run.error'
+    jget "$("$cairn" -c "$work/denied.toml" --json backup "$1" 2>/dev/null | summary)" '.run.error'
 }
 rust_error=$(error_of rust)
 expected="denied: http to $origin is not granted to job"
@@ -428,6 +433,147 @@ for lang in python js; do
     expect_eq "$lang task: a missing param is \`invalid\`" \
         "$(error_of "$lang-invalid")" "backup of job \`$lang-invalid\`: invalid: invalid params: missing field \`file\`"
 done
+
+# --- hostile: what holds for a guest in any language --------------------
+
+section "hostile Python guest: secrets, paths, limits (as tests/e2e/hostile.rs for Rust)"
+hostile=$work/py_hostile.wasm
+build "hostile Python guest (guest-sdk/python/tests/hostile)" \
+    "$here/python/build.sh" --world task --app hostile --path "$here/python/tests/hostile" -o "$hostile"
+secret="s3cret-$$-v@lue/x"
+secret_b64=$(printf %s "$secret" | base64 -w0)
+printf '%s\n' "$secret" >"$work/pw"
+chmod 600 "$work/pw"
+{
+    cat <<EOF
+[repository]
+path = "$work/hostile-repository"
+password-env = "CAIRN_PASSWORD"
+
+[runtime]
+cache-dir = "$cache"
+
+[state]
+path = "$work/hostile-state.db"
+
+[secrets.PW]
+file = "$work/pw"
+
+[jobs.h]
+task = "$hostile"
+params = { attack = "secrets" }
+timeout = "120s"
+memory = "256MiB"
+
+[jobs.h.allow]
+commands = ["sh", "base64"]
+secrets.PW = { env = "PW", programs = ["sh"], readable = true }
+EOF
+} >"$work/hostile.toml"
+hostile_run() { # ATTACK → JSON report on stdout
+    sed -i "s|^params = .*|params = { attack = \"$1\" }|" "$work/hostile.toml"
+    "$cairn" -c "$work/hostile.toml" --json backup h 2>"$work/hostile-$1.log" | summary
+}
+leaks() { # TEXT: whether it holds the secret, plainly or in base64
+    [[ $1 == *"$secret"* || $1 == *"$secret_b64"* ]]
+}
+if [[ -f $hostile ]]; then
+    check "cairn validate: the hostile job" "$cairn" -c "$work/hostile.toml" validate
+
+    report=$(hostile_run secrets)
+    expect_eq "secrets: the run succeeds (the module read a readable secret)" \
+        "$(jget "$report" '.run.status')" succeeded
+    if leaks "$report"; then
+        fail "secrets: the run's report holds the secret"
+    else
+        pass "secrets: not in the report (result, notes, state echo, logs)"
+    fi
+    expect_eq "secrets: what the module returned is masked" "$(jget "$report" '.result.read')" "***"
+    expect_eq "secrets: a program's output of the bound secret is masked, base64 too" \
+        "$(jget "$report" '.result.echoed')" "$(printf '***\n***')"
+    if leaks "$(cat "$work/hostile-secrets.log")"; then
+        fail "secrets: cairn's stderr (the run's log) holds the secret"
+    else
+        pass "secrets: not in cairn's stderr, where the guest's log, stdout and stderr go"
+    fi
+    run_id=$(jget "$report" '.run.id')
+    record=$("$cairn" -c "$work/hostile.toml" --json runs --job h 2>&1)
+    logs=$("$cairn" -c "$work/hostile.toml" --json runs show "$run_id" 2>&1)
+    if [[ -n $run_id && $logs == *"the secret is"* ]]; then
+        pass "secrets: the run's recorded log has the guest's line"
+    else
+        fail "secrets: no recorded log line of the guest for run $run_id: $(head -c 300 <<<"$logs")"
+    fi
+    if leaks "$record$logs"; then
+        fail "secrets: the run history or its recorded log holds the secret"
+    else
+        pass "secrets: not in the run history or its recorded log (cairn runs, cairn runs show)"
+    fi
+    if leaks "$(restic -r "$work/hostile-repository" dump latest /.cairn/manifest.json 2>&1)"; then
+        fail "secrets: the snapshot's notes hold the secret"
+    else
+        pass "secrets: not in the snapshot's notes (restic dump of the manifest)"
+    fi
+
+    report=$(hostile_run secret-error)
+    error=$(jget "$report" '.run.error')
+    if [[ $(jget "$report" '.run.status') == failed && $error == *"leaking *** through an error"* ]] && ! leaks "$report"; then
+        pass "secrets: an error carrying the secret is recorded masked: $error"
+    else
+        fail "secrets: expected a failed run with \`leaking *** through an error\`, got: $(head -c 300 <<<"$report")"
+    fi
+
+    report=$(hostile_run paths)
+    expect_eq "paths: the run succeeds (each refusal is an error the module sees)" \
+        "$(jget "$report" '.run.status')" succeeded
+    for name in "../x" ".." "/etc/passwd" "a/../../b" ".cairn" "-rf"; do
+        outcome=$(jq -r --arg n "$name" '.result[$n].error // "stored: \(.result[$n].ok)"' <<<"$report" 2>/dev/null)
+        if [[ $outcome == invalid:* ]]; then
+            pass "paths: artifact name \`$name\` refused ($outcome)"
+        else
+            fail "paths: artifact name \`$name\`: expected \`invalid: …\`, got: $outcome"
+        fi
+    done
+    outcome=$(jget "$report" '.result.tree.error // "stored"')
+    if [[ $outcome == denied:* ]]; then
+        pass "paths: a tree of an ungranted directory is denied ($outcome)"
+    else
+        fail "paths: a tree of /etc: expected \`denied: …\`, got: $outcome"
+    fi
+    outcome=$(jget "$report" '.result.command.error // "ran"')
+    if [[ $outcome == denied:* ]]; then
+        pass "paths: an ungranted program is denied ($outcome)"
+    else
+        fail "paths: cat /etc/hostname: expected \`denied: …\`, got: $outcome"
+    fi
+    expect_eq "paths: a plain name is still stored" "$(jget "$report" '.result["fine.txt"].ok')" fine.txt
+    listed=$(restic -r "$work/hostile-repository" ls latest 2>/dev/null | grep -v '^/\.cairn' | grep '^/' | tr '\n' ' ')
+    expect_eq "paths: the snapshot holds only the plain name (restic ls)" "$listed" "/fine.txt "
+
+    sed -i 's|^timeout = .*|timeout = "3s"|' "$work/hostile.toml"
+    start=$SECONDS
+    report=$(hostile_run spin)
+    took=$((SECONDS - start))
+    error=$(jget "$report" '.run.error')
+    if [[ $(jget "$report" '.run.status') == failed && ( $error == *timeout* || $error == *"timed out"* ) ]] && ((took < 60)); then
+        pass "limits: a module spinning forever is stopped by the 3s timeout in ${took}s: $error"
+    else
+        fail "limits: spin with timeout = 3s: after ${took}s, $(jget "$report" '.run | "\(.status): \(.error)"')"
+    fi
+
+    sed -i -e 's|^timeout = .*|timeout = "60s"|' -e 's|^memory = .*|memory = "96MiB"|' "$work/hostile.toml"
+    start=$SECONDS
+    report=$(hostile_run memory)
+    took=$((SECONDS - start))
+    error=$(jget "$report" '.run.error')
+    shown=$("$cairn" -c "$work/hostile.toml" runs show "$(jget "$report" '.run.id')" 2>&1)
+    if [[ $(jget "$report" '.run.status') == failed && ( $error == *MemoryError* || $error == *memory* ) &&
+        $shown == *"growing the heap"* ]]; then
+        pass "limits: a module growing its memory past \`memory = 96MiB\` fails in ${took}s: $error"
+    else
+        fail "limits: memory = 96MiB: $(jget "$report" '.run | "\(.status): \(.error)"') $(tail -n 3 "$work/hostile-memory.log")"
+    fi
+fi
 
 echo
 echo "build times: ${seconds[examples/python]:-?}s (Python examples), ${seconds[examples/js]:-?}s (JavaScript examples)"

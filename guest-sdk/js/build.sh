@@ -8,6 +8,6 @@
 # the component); see build.mjs for the options.
 set -euo pipefail
 sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-eval "$("$sdk/../install-tools.sh" --quiet)"
+eval "$("$sdk/../install-tools.sh" --quiet js)"
 export CAIRN_JS_TOOLS
 exec node "$sdk/build.mjs" "$@"

@@ -55,7 +55,7 @@ done
 }
 
 # The pinned componentize-py (installed if missing).
-eval "$("$sdk/../install-tools.sh" --quiet)"
+eval "$("$sdk/../install-tools.sh" --quiet python)"
 
 out_dir=$(dirname "$out")
 mkdir -p "$out_dir"

@@ -4,7 +4,7 @@
 set -euo pipefail
 sdk=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 wit=${CAIRN_WIT:-$sdk/../../wit}
-eval "$("$sdk/../install-tools.sh" --quiet)"
+eval "$("$sdk/../install-tools.sh" --quiet python)"
 python=$(dirname "$CAIRN_COMPONENTIZE_PY")/python
 bindings=$(mktemp -d)
 trap 'rm -rf "$bindings"' EXIT

@@ -1,4 +1,5 @@
-//! `cairn plugin new`: scaffolds a task crate.
+//! `cairn plugin new`: scaffolds a task crate ([`guest`]: a task project in
+//! Python or JavaScript).
 //!
 //! [`scaffold`] writes a ready-to-build Rust crate: a `cdylib` depending on
 //! the guest SDK (`cairn-guest`), a small task that uses params and logs,
@@ -10,6 +11,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
+
+pub mod guest;
 
 /// Where the scaffolded crate gets the guest SDK from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,23 +33,7 @@ pub enum SdkDep {
 /// be written.
 pub fn scaffold(name: &str, dir: &Path, sdk: SdkDep) -> anyhow::Result<Vec<PathBuf>> {
     validate_name(name)?;
-    if dir.exists() {
-        if !dir.is_dir() {
-            bail!(
-                "cannot create task `{name}` in {}: it exists and is not a directory",
-                dir.display()
-            );
-        }
-        let mut entries = fs::read_dir(dir)
-            .with_context(|| format!("cannot read directory {}", dir.display()))?;
-        if entries.next().is_some() {
-            bail!(
-                "cannot create task `{name}` in {}: the directory is not empty; \
-                 choose a new directory",
-                dir.display()
-            );
-        }
-    }
+    check_target_dir(name, dir)?;
     let files = [
         ("Cargo.toml", cargo_toml(name, &sdk)),
         (
@@ -69,6 +56,28 @@ pub fn scaffold(name: &str, dir: &Path, sdk: SdkDep) -> anyhow::Result<Vec<PathB
         written.push(path);
     }
     Ok(written)
+}
+
+/// Check that `dir` does not exist or is an empty directory.
+fn check_target_dir(name: &str, dir: &Path) -> anyhow::Result<()> {
+    if dir.exists() {
+        if !dir.is_dir() {
+            bail!(
+                "cannot create task `{name}` in {}: it exists and is not a directory",
+                dir.display()
+            );
+        }
+        let mut entries = fs::read_dir(dir)
+            .with_context(|| format!("cannot read directory {}", dir.display()))?;
+        if entries.next().is_some() {
+            bail!(
+                "cannot create task `{name}` in {}: the directory is not empty; \
+                 choose a new directory",
+                dir.display()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Check that `name` is a valid module (and crate) name.

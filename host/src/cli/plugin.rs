@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{PluginCommand, UsageError};
+use super::{Lang, PluginCommand, UsageError};
 use cairn::config;
 use cairn::model::ModuleRef;
 use cairn::runner;
 use cairn::runtime::{self, Runtime};
+use cairn::scaffold::guest::{GuestLang, GuestSdk};
 use cairn::state::StateStore;
 use cairn::state::sqlite::SqliteStore;
 
@@ -47,6 +48,18 @@ pub(super) async fn plugin(
                     "kind": b.kind,
                     "version": d.version,
                     "summary": d.summary,
+                }));
+            }
+            // Pipelines shipped in the binary (tasks/pipelines/).
+            for name in cairn::pipeline::builtin_names() {
+                let summary = cairn::pipeline::builtin(name)
+                    .and_then(|p| p.description)
+                    .unwrap_or_default();
+                rows.push(json!({
+                    "name": format!("builtin:{name}"),
+                    "kind": "pipeline",
+                    "version": "",
+                    "summary": summary,
                 }));
             }
             if json {
@@ -135,10 +148,19 @@ pub(super) async fn plugin(
         }
         PluginCommand::New {
             name,
+            lang,
             path,
             sdk_path,
         } => {
             let dir = path.unwrap_or_else(|| PathBuf::from(&name));
+            let guest = match lang {
+                Lang::Rust => None,
+                Lang::Python => Some(GuestLang::Python),
+                Lang::Js => Some(GuestLang::Js),
+            };
+            if let Some(lang) = guest {
+                return new_guest_project(lang, &name, &dir, sdk_path, json);
+            }
             let sdk = match sdk_path {
                 Some(p) => cairn::scaffold::SdkDep::Path(std::path::absolute(p)?),
                 None => {
@@ -168,4 +190,52 @@ pub(super) async fn plugin(
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `cairn plugin new --lang python|js`.
+fn new_guest_project(
+    lang: GuestLang,
+    name: &str,
+    dir: &Path,
+    sdk_path: Option<PathBuf>,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let sdk = match sdk_path {
+        Some(p) => GuestSdk::Path(std::path::absolute(p)?),
+        None => GuestSdk::Vendored,
+    };
+    let made = cairn::scaffold::guest::scaffold_guest(lang, name, dir, &sdk)
+        .map_err(|e| UsageError(format!("{e:#}")))?;
+    if json {
+        println!(
+            "{}",
+            json!({"dir": dir, "lang": lang.display_name(), "files": made.files,
+                   "sdk_files": made.sdk_files, "build": made.build_command,
+                   "component": made.component})
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "created {} task `{name}` in {}",
+        lang.display_name(),
+        dir.display()
+    );
+    for f in &made.files {
+        println!("  {}", f.display());
+    }
+    if !made.sdk_files.is_empty() {
+        println!(
+            "  {} ({} files: the {} SDK, Cairn's WIT and the tool installer)",
+            dir.join(cairn::scaffold::guest::VENDORED_DIR).display(),
+            made.sdk_files.len(),
+            lang.display_name()
+        );
+    }
+    println!(
+        "next: cd {} && {}   (writes {}; see README.md)",
+        dir.display(),
+        made.build_command,
+        made.component
+    );
+    Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
-use sha2::{Digest as _, Sha256};
 use tokio::sync::OnceCell;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config as EngineConfig, Engine, Store};
@@ -198,6 +197,13 @@ pub enum TaskOp {
     Forget,
 }
 
+/// A module's bytes, or its file when only its (remembered) digest was
+/// needed so far.
+enum Source {
+    Bytes(Vec<u8>),
+    File(std::path::PathBuf),
+}
+
 /// A module loaded (or being loaded) once per digest.
 type LoadedSlot = Arc<OnceCell<Arc<LoadedModule>>>;
 
@@ -262,8 +268,7 @@ impl Runtime {
     /// # Errors
     /// See [`LoadError`].
     pub async fn load(&self, module: &ModuleRef) -> Result<Arc<LoadedModule>, LoadError> {
-        let (label, bytes) = read_module(module)?;
-        let digest: Digest = Sha256::digest(&bytes).into();
+        let (label, source, digest) = self.identify(module)?;
         if let Some(&expected) = module.sha256()
             && expected != digest
         {
@@ -283,7 +288,7 @@ impl Runtime {
             .clone();
         let this = self.clone();
         cell.get_or_try_init(|| async move {
-            tokio::task::spawn_blocking(move || this.compile(label, &bytes, digest))
+            tokio::task::spawn_blocking(move || this.compile(label, source, digest))
                 .await
                 .map_err(|e| LoadError::Invalid {
                     what: "module".into(),
@@ -294,22 +299,84 @@ impl Runtime {
         .cloned()
     }
 
+    /// The label and digest of `module`, with its bytes, or only its file
+    /// when the compile cache remembers the file's digest (then the bytes
+    /// are read only if the module must be compiled).
+    fn identify(&self, module: &ModuleRef) -> Result<(String, Source, Digest), LoadError> {
+        if let (ModuleRef::File { path, .. }, Some(cache)) = (module, &self.inner.cache) {
+            let label = path.display().to_string();
+            let before = match std::fs::metadata(path) {
+                Ok(meta) => meta,
+                Err(source) => {
+                    return Err(LoadError::Read {
+                        what: label,
+                        source,
+                    });
+                }
+            };
+            if let Some(digest) = cache.known_digest(path, &before) {
+                return Ok((label, Source::File(path.clone()), digest));
+            }
+            let started = std::time::SystemTime::now();
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(source) => {
+                    return Err(LoadError::Read {
+                        what: label,
+                        source,
+                    });
+                }
+            };
+            let digest: Digest = cache::sha256(&bytes);
+            if let Ok(after) = std::fs::metadata(path) {
+                cache.remember_digest(path, &before, &after, started, &digest);
+            }
+            return Ok((label, Source::Bytes(bytes), digest));
+        }
+        let (label, bytes) = read_module(module)?;
+        let digest: Digest = cache::sha256(&bytes);
+        Ok((label, Source::Bytes(bytes), digest))
+    }
+
     fn compile(
         &self,
         label: String,
-        bytes: &[u8],
+        source: Source,
         digest: Digest,
     ) -> Result<Arc<LoadedModule>, LoadError> {
-        check_magic(&label, bytes)?;
         let invalid = |e: wasmtime::Error| LoadError::Invalid {
             what: label.clone(),
             message: format!("{e:#}"),
         };
+        // The bytes, when the module must be compiled.
+        let bytes = |source: Source| -> Result<Vec<u8>, LoadError> {
+            let bytes = match source {
+                Source::Bytes(bytes) => bytes,
+                Source::File(path) => {
+                    let bytes = std::fs::read(&path).map_err(|source| LoadError::Read {
+                        what: label.clone(),
+                        source,
+                    })?;
+                    if cache::sha256(&bytes) != digest {
+                        return Err(LoadError::Invalid {
+                            what: label.clone(),
+                            message: "it changed while it was being loaded; try again".into(),
+                        });
+                    }
+                    bytes
+                }
+            };
+            check_magic(&label, &bytes)?;
+            Ok(bytes)
+        };
         let component = match &self.inner.cache {
-            Some(cache) => cache
-                .get_or_compile(&self.inner.engine, bytes, &digest)
-                .map_err(invalid)?,
-            None => Component::new(&self.inner.engine, bytes).map_err(invalid)?,
+            Some(cache) => match cache.lookup(&self.inner.engine, &digest) {
+                Some(component) => component,
+                None => cache
+                    .compile_and_store(&self.inner.engine, &bytes(source)?, &digest)
+                    .map_err(invalid)?,
+            },
+            None => Component::new(&self.inner.engine, bytes(source)?).map_err(invalid)?,
         };
         let kind = module_kind(&self.inner.engine, &component).ok_or_else(|| LoadError::Invalid {
             what: label.clone(),
