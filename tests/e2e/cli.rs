@@ -10,7 +10,7 @@ use anyhow::Context as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
-use crate::support::{self, CliOutput, Scratch, TestServer, cairn};
+use crate::support::{self, CliOutput, Scratch, TestServer, cairn, cairn_with_env};
 
 /// A `builtin:command` job running `argv`, with `sh` granted, and extra lines.
 fn command_job(name: &str, argv: &[&str], extra: &str) -> String {
@@ -277,20 +277,25 @@ fn backup_runs_a_command_job_and_counts_runs_in_the_state_store() -> anyhow::Res
     scratch.write_config(&command_job("hello", &["sh", "-c", "echo hello"], ""))?;
     let dir = scratch.dir.path();
 
-    let out = cairn(&["backup", "hello"], dir)?;
+    // Quiet by default: one line saying what was done, no log lines.
+    let out = cairn_with_env(&["backup", "hello"], dir, &[("CAIRN_LOG", "")])?;
     out.expect_code(0)?;
-    let status = line_with(&out.stdout, &["of job `hello`: succeeded in "])?;
-    assert!(status.starts_with("run "), "{out}");
-    let result = line_with(&out.stdout, &["result: "])?;
-    let result: Value = serde_json::from_str(result.trim_start_matches("result: "))?;
+    line_with(&out.stdout, &["backup of job `hello` done in "])?;
+    assert!(!out.stderr.contains("INFO"), "{out}");
+    // -v brings the run's log back.
+    let out = cairn_with_env(&["-v", "backup", "hello"], dir, &[("CAIRN_LOG", "")])?;
+    out.expect_code(0)?;
+    line_with(&out.stderr, &["INFO", "backup succeeded"])?;
+    let out = cairn(&["backup", "hello", "--json"], dir)?;
+    let result = &out.json()?["result"];
     assert_eq!(result["exit_code"], json!(0), "{out}");
-    assert_eq!(result["runs"], json!(1), "{out}");
+    assert_eq!(result["runs"], json!(3), "{out}");
     assert_eq!(result["stdout_bytes"], json!(6), "{out}");
 
     // The default state store is `.cairn/state.db` next to the config, and
     // the task's `runs` counter survives from one process to the next.
     assert!(scratch.path(".cairn/state.db").is_file());
-    for expected_runs in [2, 3] {
+    for expected_runs in [4, 5] {
         let out = cairn(&["backup", "hello", "--json"], dir)?;
         out.expect_code(0)?;
         let (_, report) = report_of(&out)?;
@@ -641,6 +646,11 @@ fn plugin_list_shows_the_builtin_modules_and_their_kinds() -> anyhow::Result<()>
         Some(json!("function")),
         "{out}"
     );
+    assert_eq!(
+        kind_of("builtin:elasticsearch-datadir"),
+        Some(json!("pipeline")),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -882,5 +892,112 @@ fn plugin_new_refuses_a_non_empty_directory_and_an_invalid_name() -> anyhow::Res
         ],
     )?;
     assert!(!scratch.path("My_Task").exists());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// summaries, snapshots and ls
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_backup_ends_with_a_restic_like_summary_and_ls_lists_its_tree() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let dir = scratch.dir.path();
+    let src = scratch.path("data");
+    std::fs::create_dir_all(src.join("sub"))?;
+    std::fs::write(src.join("a.txt"), "hello")?;
+    std::fs::write(src.join("sub/b.txt"), "world!")?;
+    scratch.write_config(&format!(
+        "[repository]\npath = \"repo\"\npassword-env = \"CAIRN_TEST_PASSWORD\"\n\n\
+         [jobs.files]\ntask = \"builtin:directory\"\nparams = {{ paths = [{src:?}] }}\n\n\
+         [jobs.files.allow]\npaths = {{ {src:?} = \"read\" }}\n",
+        src = src.display().to_string()
+    ))?;
+    let env = [("CAIRN_TEST_PASSWORD", "pw"), ("CAIRN_LOG", "")];
+
+    let out = cairn_with_env(&["backup", "files"], dir, &env)?;
+    out.expect_code(0)?;
+    line_with(
+        &out.stdout,
+        &["Files:", " 2 new,", " 0 changed,", " 0 unchanged"],
+    )?;
+    line_with(&out.stdout, &["Added to the repository: "])?;
+    line_with(&out.stdout, &["processed 2 files, 11 B in "])?;
+    let saved = line_with(&out.stdout, &["snapshot ", " saved"])?;
+    assert_eq!(saved.len(), "snapshot  saved".len() + 64, "{out}");
+    assert!(!out.stderr.contains("INFO"), "quiet by default: {out}");
+    // Not a terminal: the progress is one plain line at the end.
+    line_with(&out.stderr, &["files: backup "])?;
+
+    // Nothing changed: everything is unchanged, little is added.
+    let out = cairn_with_env(&["backup", "files"], dir, &env)?;
+    out.expect_code(0)?;
+    line_with(
+        &out.stdout,
+        &["Files:", " 0 new,", " 0 changed,", " 2 unchanged"],
+    )?;
+
+    // One file changed; --json keeps exact values.
+    std::fs::write(src.join("a.txt"), "hello again")?;
+    let out = cairn_with_env(&["backup", "files", "--json"], dir, &env)?;
+    out.expect_code(0)?;
+    let summary = out.json()?;
+    assert_eq!(summary["message_type"], json!("summary"), "{out}");
+    assert_eq!(summary["status"], json!("succeeded"), "{out}");
+    assert_eq!(summary["files_changed"], json!(1), "{out}");
+    assert_eq!(summary["files_unmodified"], json!(1), "{out}");
+    assert_eq!(summary["total_bytes_processed"], json!(17), "{out}");
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains(r#""message_type":"status""#)),
+        "status messages: {out}"
+    );
+
+    // snapshots: size and tags, local time to the second.
+    let out = cairn_with_env(&["snapshots", "files"], dir, &env)?;
+    out.expect_code(0)?;
+    line_with(&out.stdout, &["ID", "Time", "Size", "Tags"])?;
+    line_with(&out.stdout, &["17 B", "task:directory run:"])?;
+    line_with(&out.stdout, &["3 snapshots"])?;
+
+    // ls: the latest snapshot's tree.
+    let out = cairn_with_env(&["ls", "latest", "--job", "files"], dir, &env)?;
+    out.expect_code(0)?;
+    line_with(&out.stdout, &["-rw", "11 B", "/a.txt"])?;
+    line_with(&out.stdout, &["drwx", "/sub"])?;
+    let out = cairn_with_env(&["ls", "latest", "--job", "files", "--json"], dir, &env)?;
+    out.expect_code(0)?;
+    let entries: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let b = entries
+        .iter()
+        .find(|e| {
+            e["path"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("/sub/b.txt"))
+        })
+        .with_context(|| format!("no sub/b.txt in {out}"))?;
+    assert_eq!(b["type"], json!("file"));
+    assert_eq!(b["size"], json!(6));
+    // ... and only under one path.
+    let artifact = b["path"]
+        .as_str()
+        .unwrap_or_default()
+        .split('/')
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    let out = cairn_with_env(
+        &["ls", "latest", "--job", "files", &format!("{artifact}/sub")],
+        dir,
+        &env,
+    )?;
+    out.expect_code(0)?;
+    assert!(!out.stdout.contains("a.txt"), "{out}");
+    line_with(&out.stdout, &["/sub/b.txt"])?;
     Ok(())
 }

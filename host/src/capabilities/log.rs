@@ -24,6 +24,8 @@ struct Inner {
     lines: Vec<LogLine>,
     bytes: u64,
     dropped: usize,
+    /// Lines already handed to the state store ([`RunLog::take_unstored`]).
+    stored: usize,
 }
 
 /// How much of a log a run keeps.
@@ -58,6 +60,7 @@ impl RunLog {
                 lines: Vec::new(),
                 bytes: 0,
                 dropped: 0,
+                stored: 0,
             })),
         }
     }
@@ -104,13 +107,23 @@ impl RunLog {
         };
         let message = cut(message);
         let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (cut(k), cut(v))).collect();
-        let rendered = if fields.is_empty() {
+        let (job, run) = (&*self.job, &*self.run_id);
+        // The job and run are the event's own fields: a guest field that
+        // repeats one of them is kept in the run record, not printed twice.
+        let kv: Vec<String> = fields
+            .iter()
+            .filter(|(k, v)| {
+                let repeats_job = k == "job" && v == job;
+                let repeats_run = matches!(k.as_str(), "run" | "run-id" | "run_id") && v == run;
+                !repeats_job && !repeats_run
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let rendered = if kv.is_empty() {
             message.clone()
         } else {
-            let kv: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!("{message} {}", kv.join(" "))
         };
-        let (job, run) = (&*self.job, &*self.run_id);
         match level {
             "error" => tracing::error!(target: "cairn::guest", job, run, "{rendered}"),
             "warn" => tracing::warn!(target: "cairn::guest", job, run, "{rendered}"),
@@ -135,18 +148,33 @@ impl RunLog {
     pub fn lines(&self) -> Vec<LogLine> {
         let inner = self.inner.lock().unwrap();
         let mut lines = inner.lines.clone();
-        if inner.dropped > 0 {
-            lines.push(LogLine {
-                at_ms: now_ms(),
-                level: "warn".into(),
-                message: format!(
-                    "… {} more log lines dropped (the run's log keeps {} lines and {} bytes)",
-                    inner.dropped,
-                    MAX_LINES,
-                    crate::units::format_size(self.caps.bytes)
-                ),
-                fields: vec![],
-            });
+        lines.extend(self.dropped_note(inner.dropped));
+        lines
+    }
+
+    /// The final note standing for `dropped` lines, if any.
+    fn dropped_note(&self, dropped: usize) -> Option<LogLine> {
+        (dropped > 0).then(|| LogLine {
+            at_ms: now_ms(),
+            level: "warn".into(),
+            message: format!(
+                "… {dropped} more log lines dropped (the run's log keeps {MAX_LINES} lines and {} bytes)",
+                crate::units::format_size(self.caps.bytes)
+            ),
+            fields: vec![],
+        })
+    }
+
+    /// The lines not yet handed out by this method, oldest first: the runner
+    /// stores them while the run goes, so a killed run keeps what it logged.
+    /// With `last`, also the final note of dropped lines, if any.
+    pub fn take_unstored(&self, last: bool) -> Vec<LogLine> {
+        let mut inner = self.inner.lock().unwrap();
+        let from = inner.stored.min(inner.lines.len());
+        inner.stored = inner.lines.len();
+        let mut lines = inner.lines[from..].to_vec();
+        if last {
+            lines.extend(self.dropped_note(inner.dropped));
         }
         lines
     }
