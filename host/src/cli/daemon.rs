@@ -11,6 +11,8 @@ use cairn::config;
 pub(super) async fn daemon(
     config_path: &Path,
     listen: Option<std::net::SocketAddr>,
+    node: Option<String>,
+    labels: Vec<String>,
 ) -> anyhow::Result<ExitCode> {
     use tokio::signal::unix::{SignalKind, signal};
 
@@ -22,7 +24,12 @@ pub(super) async fn daemon(
         tracing::warn!("{w}");
     }
     let source = config.source.clone();
-    let daemon = cairn::daemon::Daemon::open(config, source)?;
+    let node = cairn::daemon::Node::new(
+        &node.unwrap_or_else(cairn::sys::hostname),
+        labels.into_iter().filter(|l| !l.is_empty()),
+    )
+    .map_err(|e| UsageError(format!("--node/--labels: {e}")))?;
+    let daemon = cairn::daemon::Daemon::open_node(config, source, node)?;
     let mut term = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
     let mut hangup = signal(SignalKind::hangup()).context("cannot handle SIGHUP")?;
     daemon.start()?;
@@ -35,7 +42,9 @@ pub(super) async fn daemon(
     ));
     let jobs = daemon.jobs();
     tracing::info!(
-        "daemon started: {} jobs, {} scheduled, {} paused",
+        "daemon started as node `{}` (labels [{}]): {} jobs, {} scheduled, {} paused",
+        daemon.node().name,
+        daemon.node().labels_text(),
         jobs.len(),
         jobs.iter().filter(|j| j.next_fire.is_some()).count(),
         jobs.iter().filter(|j| j.paused).count()

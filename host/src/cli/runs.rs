@@ -5,13 +5,13 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::output::format_time;
 use cairn::config;
 use cairn::state::StateStore;
-use cairn::state::sqlite::SqliteStore;
 
-fn open_store(config_path: &Path) -> anyhow::Result<SqliteStore> {
+fn open_store(config_path: &Path) -> anyhow::Result<std::sync::Arc<dyn StateStore>> {
     let config = config::load(config_path)?;
-    let store = SqliteStore::open(&config.state_path)?;
+    let store = cairn::state::open(&config.state_location(), &cairn::sys::hostname())?;
     store.reconcile_interrupted()?;
     Ok(store)
 }
@@ -37,12 +37,14 @@ pub(super) fn list_runs(
             .map(|f| format!("{:.1}s", (f - r.started_at_ms) as f64 / 1000.0))
             .unwrap_or_else(|| "-".into());
         println!(
-            "{}  {:<20} {:<8} {:<12} {:>8}  {}",
+            "{}  {}  {:<20} {:<8} {:<12} {:>8}  {:<12} {}",
             r.id,
+            format_time(r.started_at_ms),
             r.job,
             r.kind.as_str(),
             r.status.as_str(),
             secs,
+            r.node.as_deref().unwrap_or("-"),
             r.error.as_deref().unwrap_or("")
         );
     }
@@ -61,6 +63,19 @@ pub(super) fn show_run(config_path: &Path, id: &str, json: bool) -> anyhow::Resu
     println!("job      {}", run.job);
     println!("kind     {}", run.kind.as_str());
     println!("status   {}", run.status.as_str());
+    if let Some(node) = &run.node {
+        println!("node     {node}");
+    }
+    println!("started  {}", format_time(run.started_at_ms));
+    if let Some(f) = run.finished_at_ms {
+        println!("finished {}", format_time(f));
+    }
+    if run.bytes > 0 {
+        println!("bytes    {}", cairn::units::format_size(run.bytes));
+    }
+    if let Some(s) = &run.snapshot_id {
+        println!("snapshot {s}");
+    }
     if let Some(e) = &run.error {
         println!("error    {e}");
     }
@@ -72,7 +87,7 @@ pub(super) fn show_run(config_path: &Path, id: &str, json: bool) -> anyhow::Resu
         let fields: Vec<String> = l.fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
         println!(
             "  {} {:<5} {} {}",
-            l.at_ms,
+            format_time(l.at_ms),
             l.level,
             l.message,
             fields.join(" ")

@@ -9,6 +9,9 @@
 //! | `GET /api/jobs/NAME` | one [`JobView`] |
 //! | `GET /api/runs?job=J&status=S&limit=N` | `{"runs": [RunRecord…]}`, newest first |
 //! | `GET /api/runs/ID` | `{"run": RunRecord, "logs": [LogLine…]}` |
+//! | `GET /api/runs/ID/events` | server-sent events: `log` (each line, from the first), `run` (the record, when its status changes), `end` |
+//! | `GET /api/jobs/NAME/snapshots` | `{"snapshots": [SnapshotInfo…]}`, oldest first |
+//! | `GET /`, `/ui/…` | the dashboard ([`super::dashboard`]): static files, no token needed; they call this API with it |
 //! | `POST /api/jobs/NAME/backup` | `202` with the queued run; `409` when the job's concurrency policy refuses |
 //! | `POST /api/jobs/NAME/pause`, `…/resume` | `200` with the job |
 //!
@@ -32,15 +35,18 @@ use axum::Router;
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::dashboard;
 use super::metrics::Metrics;
 pub use super::view::JobView;
 #[cfg(test)]
 use super::view::rfc3339_millis;
+use crate::repository::SnapshotInfo;
 use crate::state::{LogLine, RunKind, RunRecord, RunStatus, StateError, StateStore};
 
 /// Why a control action failed; decides the HTTP status.
@@ -99,6 +105,17 @@ pub trait DaemonControl: Send + Sync + 'static {
 
     /// The daemon's metrics.
     fn metrics(&self) -> Arc<Metrics>;
+
+    /// The snapshots of `job` in the repository, oldest first. The default
+    /// has none (no repository).
+    ///
+    /// # Errors
+    /// [`ControlError::NotFound`] for an unknown job; the repository failing.
+    async fn snapshots(&self, job: &str) -> Result<Vec<SnapshotInfo>, ControlError> {
+        self.job(job)
+            .map(|_| Vec::new())
+            .ok_or_else(|| ControlError::NotFound(job.to_owned()))
+    }
 }
 
 /// Where and how the API listens.
@@ -203,6 +220,8 @@ pub fn router(control: Arc<dyn DaemonControl>, token: Option<String>) -> Router 
         .route("/api/jobs/{name}/resume", post(resume))
         .route("/api/runs", get(list_runs))
         .route("/api/runs/{id}", get(show_run))
+        .route("/api/runs/{id}/events", get(run_events))
+        .route("/api/jobs/{name}/snapshots", get(job_snapshots))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed);
     let has_token = token.is_some();
@@ -218,7 +237,9 @@ pub fn router(control: Arc<dyn DaemonControl>, token: Option<String>) -> Router 
     };
     Router::new()
         .route("/healthz", get(healthz))
+        .merge(dashboard::routes())
         .merge(api)
+        .layer(middleware::from_fn(dashboard::security_headers))
         .layer(middleware::from_fn(
             move |req: Request, next: Next| async move {
                 match check_request_origin(req.headers(), req.method(), has_token) {
@@ -632,6 +653,118 @@ async fn show_run(
     })
     .await
     .map_err(ApiError::internal)?
+}
+
+async fn job_snapshots(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<axum::Json<Value>, ApiError> {
+    let snapshots = state
+        .control
+        .snapshots(&name)
+        .await
+        .map_err(|e| ApiError::from(e).with("job", name.clone()))?;
+    Ok(axum::Json(json!({ "snapshots": snapshots })))
+}
+
+/// How often a followed run is looked at again.
+const FOLLOW_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// What `GET /api/runs/ID/events` has sent so far.
+struct Follow {
+    store: Arc<dyn StateStore>,
+    id: String,
+    sent: usize,
+    status: Option<RunStatus>,
+    queue: std::collections::VecDeque<Event>,
+    done: bool,
+}
+
+impl Follow {
+    /// Look at the run once: new log lines, a changed status, the end.
+    /// Lines come from the run's live log while it goes on in this process,
+    /// else from the store (which has them all once the run has ended).
+    fn poll(&mut self) -> Result<(), StateError> {
+        let live = crate::runner::live_log(&self.id);
+        let run = self.store.run(&self.id)?;
+        let ended = live.is_none() && run.status.is_finished();
+        let lines = match live {
+            Some(lines) => lines,
+            None => self.store.logs(&self.id)?,
+        };
+        for line in lines.iter().skip(self.sent) {
+            self.queue.push_back(sse_json("log", line));
+        }
+        self.sent = self.sent.max(lines.len());
+        if self.status != Some(run.status) {
+            self.status = Some(run.status);
+            self.queue.push_back(sse_json("run", &run));
+        }
+        if ended {
+            self.queue
+                .push_back(Event::default().event("end").data(run.status.as_str()));
+            self.done = true;
+        }
+        Ok(())
+    }
+}
+
+fn sse_json(kind: &str, value: &impl Serialize) -> Event {
+    Event::default()
+        .event(kind)
+        .json_data(value)
+        .unwrap_or_else(|e| Event::default().event("error").data(e.to_string()))
+}
+
+/// `GET /api/runs/ID/events`: the run's log and status as server-sent
+/// events, from the first line, until the run has ended.
+async fn run_events(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let store = state.control.store();
+    let mut follow = Follow {
+        store,
+        id,
+        sent: 0,
+        status: None,
+        queue: std::collections::VecDeque::new(),
+        done: false,
+    };
+    // An unknown run is a 404 before the stream starts.
+    follow = tokio::task::spawn_blocking(move || follow.poll().map(|()| follow))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(store_error)?;
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        loop {
+            if let Some(event) = f.queue.pop_front() {
+                return Some((Ok::<_, std::convert::Infallible>(event), f));
+            }
+            if f.done {
+                return None;
+            }
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            f = match tokio::task::spawn_blocking(move || {
+                let polled = f.poll();
+                (f, polled)
+            })
+            .await
+            {
+                Ok((f, Ok(()))) => f,
+                Ok((mut f, Err(e))) => {
+                    f.done = true;
+                    f.queue
+                        .push_back(Event::default().event("error").data(e.to_string()));
+                    f
+                }
+                Err(_) => return None,
+            };
+        }
+    });
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ const SEED_SCAN: usize = 200;
 #[derive(Debug, Default)]
 pub struct Metrics {
     jobs: Mutex<BTreeMap<String, JobMetrics>>,
+    /// This node's name and labels (`cairn_node_info`): each node of several
+    /// serves the metrics of what it ran.
+    node: Mutex<Option<(String, String)>>,
 }
 
 /// What is known about one job.
@@ -95,6 +98,12 @@ impl Metrics {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Name the node these metrics are of (`cairn_node_info{node, labels}`).
+    pub fn set_node(&self, name: &str, labels: &str) {
+        *self.node.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some((name.to_owned(), labels.to_owned()));
     }
 
     fn with_jobs<T>(&self, f: impl FnOnce(&mut BTreeMap<String, JobMetrics>) -> T) -> T {
@@ -191,6 +200,25 @@ impl Metrics {
         // Copy out under the lock, format outside it: scrapes never hold up runs.
         let snapshot = self.with_jobs(|jobs| jobs.clone());
         let mut out = String::with_capacity(256 + snapshot.len() * 1024 + jobs.len() * 128);
+        let node = self
+            .node
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        if let Some((name, labels)) = node {
+            family(
+                &mut out,
+                "cairn_node_info",
+                "gauge",
+                "The node serving these metrics (the runs counted are the ones it ran or found interrupted).",
+            );
+            let _ = writeln!(
+                out,
+                "cairn_node_info{{node=\"{}\",labels=\"{}\"}} 1",
+                escape_label(&name),
+                escape_label(&labels)
+            );
+        }
         render_into(&mut out, &snapshot, jobs);
         out
     }

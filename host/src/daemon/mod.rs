@@ -24,6 +24,21 @@
 //!   schedule keeps advancing; resuming does not catch up). A paused job can
 //!   still be started through the API.
 //!
+//! **Several daemons** may share one state store (PostgreSQL, or one SQLite
+//! file on one host). Each is a [`Node`] with a name and labels. Every node
+//! keeps the timers of the jobs it can run (a job's `node-labels` must be
+//! among the node's labels) and, when one is due, and every
+//! [`CLAIM_EVERY`] in any case, claims the due fires from the store
+//! ([`StateStore::claim_due`]): each `(job, scheduled time)` is entered in
+//! the fire ledger once, so exactly one node runs it, and a node that is
+//! gone is replaced by the next one to look. Runs hold leases renewed while
+//! they go ([`crate::runner::lease`]); every [`SWEEP_EVERY`] each node marks
+//! runs whose lease ran out `interrupted`, counts and notifies them, and
+//! applies the job's retries. `replace` cancels the running run on
+//! whichever node holds it (a cancel request in the store); retention and
+//! prune take a lock in the store per repository. Forget and prune are
+//! recorded as runs (kinds `forget` and `prune`).
+//!
 //! SIGTERM / SIGINT stop new fires, wait up to `shutdown-grace` for running
 //! runs, then cancel them (recorded `cancelled`; pipelines' `finally` steps
 //! run). SIGHUP reloads the configuration: it is validated first and kept as
@@ -31,13 +46,14 @@
 //! with.
 
 pub mod api;
+mod dashboard;
 mod fire;
 pub mod metrics;
 pub mod notify;
 pub mod schedule;
 pub mod view;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -52,16 +68,18 @@ use crate::config::{self, Config, JobConfig};
 use crate::model::Webhook;
 use crate::runner::Runner;
 use crate::runtime::Runtime;
-use crate::state::sqlite::SqliteStore;
-use crate::state::{RunKind, RunRecord, StateError, StateStore, Trigger};
-use fire::log_dropped;
-use schedule::{Clock, SystemClock, Timer};
+use crate::state::{JobState, RunKind, RunRecord, StateError, StateStore, Trigger};
+use schedule::{Clock, Schedule, SystemClock, Timer};
 
 /// Timer key of the repository's prune schedule (job names cannot start with `(`).
 const PRUNE_KEY: &str = "(prune)";
 
-/// The timer wakes at least this often, to follow wall-clock changes.
-const MAX_SLEEP: Duration = Duration::from_secs(60);
+/// The timer wakes at least this often and claims what is due: fires another
+/// node should have claimed (it stopped) are taken over within this time.
+pub const CLAIM_EVERY: Duration = Duration::from_secs(5);
+
+/// How often a node looks for runs whose lease ran out.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(5);
 
 /// How long a shutdown waits for cancelled runs to record themselves.
 const CANCEL_WAIT: Duration = Duration::from_secs(60);
@@ -78,6 +96,57 @@ pub enum FireError {
     /// The state store failed.
     #[error(transparent)]
     Store(#[from] StateError),
+}
+
+/// This daemon as one node of several sharing a state store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Its name, recorded on the runs it runs (`--node`, default the host name).
+    pub name: String,
+    /// Its labels (`--labels`): a job with `node-labels` runs only on nodes
+    /// that have them all.
+    pub labels: BTreeSet<String>,
+}
+
+impl Node {
+    /// A node named `name` with `labels` (words like `has-data`, or
+    /// `key=value` like `site=paris`).
+    ///
+    /// # Errors
+    /// A name or label that is empty or has characters other than letters,
+    /// digits, `-`, `_` and `.` (and one `=` in a label).
+    pub fn new(name: &str, labels: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        crate::model::check_node_name(name)?;
+        let labels: BTreeSet<String> = labels.into_iter().collect();
+        for label in &labels {
+            crate::model::check_node_label(label)?;
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            labels,
+        })
+    }
+
+    /// This host, without labels.
+    #[must_use]
+    pub fn this_host() -> Self {
+        Self {
+            name: crate::sys::hostname(),
+            labels: BTreeSet::new(),
+        }
+    }
+
+    /// Whether this node may run `job` (it has every label the job needs).
+    #[must_use]
+    pub fn can_run(&self, job: &JobConfig) -> bool {
+        job.node_labels.iter().all(|l| self.labels.contains(l))
+    }
+
+    /// Its labels as `a,b`, for messages and metrics.
+    #[must_use]
+    pub fn labels_text(&self) -> String {
+        self.labels.iter().cloned().collect::<Vec<_>>().join(",")
+    }
 }
 
 /// What the daemon knows about a job, for the API.
@@ -115,10 +184,16 @@ struct State {
     paused: HashSet<String>,
     active: HashMap<String, Vec<Active>>,
     next_fire_id: u64,
+    /// The scheduled jobs this node claims fires of (and [`PRUNE_KEY`]).
+    eligible: Arc<Vec<String>>,
+    /// The jobs whose interrupted runs this node takes to report and retry:
+    /// every job it can run, and [`fire::REPOSITORY_JOB`].
+    reportable: Arc<Vec<String>>,
 }
 
 /// The daemon's shared core.
 struct Inner {
+    node: Node,
     config_path: Option<PathBuf>,
     store: Arc<dyn StateStore>,
     runtime: Runtime,
@@ -132,7 +207,7 @@ struct Inner {
     hard_cancel: CancellationToken,
     tracker: TaskTracker,
     /// Serialises retention and prune of the repository within the daemon
-    /// (the repository's own lock serialises them across processes).
+    /// (a lock in the state store serialises them across nodes).
     maintenance: tokio::sync::Mutex<()>,
     metrics: Arc<metrics::Metrics>,
     notifier: notify::Notifier,
@@ -145,29 +220,36 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// A daemon for `config` (read from `config_path`, re-read on reload),
-    /// opening its state store (runs left by dead processes become
-    /// `interrupted`) and computing every job's next fire. Fires missed while
-    /// no daemon ran are started (under `missed = "coalesce"`) once
-    /// [`Daemon::start`] runs.
+    /// A daemon for `config` (read from `config_path`, re-read on reload)
+    /// on this host, without node labels; see [`Daemon::open_node`].
     ///
     /// # Errors
     /// When the state store cannot be opened or the runtime not created.
     pub fn open(config: Config, config_path: Option<PathBuf>) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.state_path)?;
-        let interrupted = store.reconcile_interrupted()?;
-        if interrupted > 0 {
-            tracing::warn!(
-                "{interrupted} run(s) left running by a process that died are now marked interrupted"
-            );
-        }
+        Self::open_node(config, config_path, Node::this_host())
+    }
+
+    /// A daemon for `config` as `node`, opening its state store and computing
+    /// every job's next fire. Runs left by processes that stopped become
+    /// `interrupted`, and fires missed while no daemon ran are started (under
+    /// `missed = "coalesce"`), once [`Daemon::start`] runs.
+    ///
+    /// # Errors
+    /// When the state store cannot be opened or the runtime not created.
+    pub fn open_node(
+        config: Config,
+        config_path: Option<PathBuf>,
+        node: Node,
+    ) -> anyhow::Result<Self> {
+        let store = crate::state::open(&config.state_location(), &node.name)?;
         let runtime = Runtime::new(Some(&config.cache_dir))?;
-        Self::with_parts(
+        Self::with_node_parts(
             config,
             config_path,
-            Arc::new(store),
+            store,
             runtime,
             Arc::new(SystemClock),
+            node,
         )
     }
 
@@ -182,12 +264,34 @@ impl Daemon {
         runtime: Runtime,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let node = Node {
+            name: store.node().to_owned(),
+            labels: BTreeSet::new(),
+        };
+        Self::with_node_parts(config, config_path, store, runtime, clock, node)
+    }
+
+    /// A daemon from parts, as `node`.
+    ///
+    /// # Errors
+    /// When the state store cannot be read.
+    pub fn with_node_parts(
+        config: Config,
+        config_path: Option<PathBuf>,
+        store: Arc<dyn StateStore>,
+        runtime: Runtime,
+        clock: Arc<dyn Clock>,
+        node: Node,
+    ) -> anyhow::Result<Self> {
         let metrics = Arc::new(metrics::Metrics::new());
+        metrics.set_node(&node.name, &node.labels_text());
         if let Err(e) = metrics.seed(store.as_ref(), config.jobs.keys().map(String::as_str)) {
             tracing::warn!("cannot seed metrics from the run history: {e}");
         }
         let runner = Arc::new(Runner::new(config, runtime.clone(), store.clone()));
+        let (eligible, reportable) = node_jobs(&runner, &node);
         let inner = Arc::new(Inner {
+            node,
             config_path,
             store,
             runtime,
@@ -198,6 +302,8 @@ impl Daemon {
                 paused: HashSet::new(),
                 active: HashMap::new(),
                 next_fire_id: 0,
+                eligible,
+                reportable,
             }),
             wake: Notify::new(),
             stopping: CancellationToken::new(),
@@ -228,15 +334,23 @@ impl Daemon {
         self.inner.lock().runner.clone()
     }
 
-    /// Compute next fires (from the store's marks), start the fires missed
-    /// while no daemon ran, and start the timer task. Returns at once.
+    /// This daemon's node.
+    #[must_use]
+    pub fn node(&self) -> &Node {
+        &self.inner.node
+    }
+
+    /// Record every job's schedule in the store (a new or changed one fires
+    /// from now on; an unchanged one keeps its next fire, so fires missed
+    /// while no daemon ran are found), handle runs left by processes that
+    /// stopped, and start the timer and sweep tasks, which claim due fires
+    /// at once. Returns at once.
     ///
     /// # Errors
     /// When the state store cannot be read or written.
     pub fn start(&self) -> anyhow::Result<()> {
         let states = self.inner.store.job_states()?;
         let now = self.inner.clock.now();
-        let mut fires = Vec::new();
         let mut marks = Vec::new();
         {
             let mut state = self.inner.lock();
@@ -246,41 +360,33 @@ impl Daemon {
                 .map(|(job, _)| job.clone())
                 .collect();
             let runner = state.runner.clone();
-            for job in runner.config().jobs.values() {
-                let Some(cron) = &job.cron else { continue };
-                let last = states
-                    .get(&job.name)
-                    .and_then(|s| s.last_scheduled_ms)
-                    .and_then(schedule::from_ms);
-                let pending = schedule::first_pending(cron, last, now);
-                let plan = schedule::plan(cron, pending, now, job.missed);
-                log_dropped(&job.name, &plan);
-                state.timer.set(&job.name, plan.next);
-                if let Some(at) = plan.fire
-                    && !state.paused.contains(&job.name)
-                {
-                    tracing::info!(
-                        "job `{}`: running the fire of {at} missed while the daemon was down",
-                        job.name
-                    );
-                    fires.push((job.name.clone(), at));
+            let crons = runner
+                .config()
+                .jobs
+                .values()
+                .filter_map(|j| j.cron.as_ref().map(|c| (j.name.as_str(), c)))
+                .chain(
+                    runner
+                        .config()
+                        .daemon
+                        .prune
+                        .as_ref()
+                        .map(|p| (PRUNE_KEY, p)),
+                );
+            for (job, cron) in crons {
+                let key = schedule_key(cron);
+                if let Some(next) = schedule_mark(cron, &key, states.get(job), now) {
+                    marks.push((job.to_owned(), key, next.map(|t| t.timestamp_millis())));
                 }
-                marks.push((
-                    job.name.clone(),
-                    plan.handled.map(|t| t.timestamp_millis()),
-                    plan.next.map(|t| t.timestamp_millis()),
-                ));
-            }
-            if let Some(prune) = &runner.config().daemon.prune {
-                state.timer.set(PRUNE_KEY, prune.next_after(now));
+                state.timer.set(job, cron.next_after(now));
             }
         }
-        self.inner.store.set_fire_marks(&marks)?;
-        for (job, at) in fires {
-            self.spawn_scheduled_fire(job, at);
-        }
+        self.inner.store.set_schedules(&marks)?;
+        self.inner.sweep();
         let inner = self.inner.clone();
         tokio::spawn(async move { inner.timer_loop().await });
+        let inner = self.inner.clone();
+        tokio::spawn(async move { inner.sweep_loop().await });
         Ok(())
     }
 
@@ -383,18 +489,31 @@ impl Daemon {
                 }
                 let next = job.cron.as_ref().and_then(|c| c.next_after(now));
                 state.timer.set(&job.name, next);
-                marks.push((job.name.clone(), None, next.map(|t| t.timestamp_millis())));
+                if let Some(cron) = &job.cron {
+                    marks.push((
+                        job.name.clone(),
+                        schedule_key(cron),
+                        next.map(|t| t.timestamp_millis()),
+                    ));
+                }
             }
             let prune = runner.config().daemon.prune.as_ref();
             if prune != old.config().daemon.prune.as_ref() {
-                state
-                    .timer
-                    .set(PRUNE_KEY, prune.and_then(|p| p.next_after(now)));
+                let next = prune.and_then(|p| p.next_after(now));
+                state.timer.set(PRUNE_KEY, next);
+                if let Some(p) = prune {
+                    marks.push((
+                        PRUNE_KEY.to_owned(),
+                        schedule_key(p),
+                        next.map(|t| t.timestamp_millis()),
+                    ));
+                }
             }
+            (state.eligible, state.reportable) = node_jobs(&runner, &self.inner.node);
             state.runner = runner.clone();
             (added, removed, changed)
         };
-        if let Err(e) = self.inner.store.set_fire_marks(&marks) {
+        if let Err(e) = self.inner.store.set_schedules(&marks) {
             tracing::warn!("cannot record next fires: {e}");
         }
         self.inner.wake.notify_one();
@@ -429,21 +548,6 @@ impl Daemon {
             }
         }
         self.inner.notifier.flush(Duration::from_secs(10)).await;
-    }
-
-    /// Spawn the fire of `job` for schedule time `at`.
-    fn spawn_scheduled_fire(&self, job: String, at: DateTime<Utc>) {
-        let inner = self.inner.clone();
-        self.inner.tracker.spawn(async move {
-            match inner
-                .clone()
-                .fire(&job, RunKind::Backup, Trigger::Schedule, Some(at))
-                .await
-            {
-                Ok(_) | Err(FireError::Conflict(_)) => {}
-                Err(e) => tracing::error!("job `{job}`: fire of {at} failed: {e}"),
-            }
-        });
     }
 }
 
@@ -503,6 +607,37 @@ impl api::DaemonControl for Daemon {
     fn metrics(&self) -> Arc<metrics::Metrics> {
         self.inner.metrics.clone()
     }
+
+    async fn snapshots(
+        &self,
+        job: &str,
+    ) -> Result<Vec<crate::repository::SnapshotInfo>, api::ControlError> {
+        let runner = self.config();
+        if runner.config().job(job).is_err() {
+            return Err(api::ControlError::NotFound(job.to_owned()));
+        }
+        if runner.config().repository.is_none() {
+            return Ok(Vec::new());
+        }
+        let repo = match runner.repository(false).await {
+            Ok(repo) => repo,
+            // No backup has created it yet: nothing to list.
+            Err(e)
+                if matches!(
+                    e.downcast_ref::<crate::repository::RepoError>(),
+                    Some(crate::repository::RepoError::NotInitialised { .. })
+                ) =>
+            {
+                return Ok(Vec::new());
+            }
+            Err(e) => return Err(api::ControlError::Other(e)),
+        };
+        let job = job.to_owned();
+        tokio::task::spawn_blocking(move || repo.snapshots(Some(&job)))
+            .await
+            .map_err(|e| api::ControlError::Other(e.into()))?
+            .map_err(|e| api::ControlError::Other(e.into()))
+    }
 }
 
 /// Serve the HTTP API for `daemon` on `listen` until `stop` is cancelled.
@@ -536,6 +671,53 @@ fn job_view(j: JobInfo) -> api::JobView {
         next_fire: j.next_fire.map(|t| t.timestamp_millis()),
         paused: j.paused,
     }
+}
+
+/// The text a job's next fire is computed for: its cron and time zone.
+fn schedule_key(cron: &Schedule) -> String {
+    format!("{} {}", cron.expr(), cron.timezone().name())
+}
+
+/// The next fire to record for a schedule at start-up, if the store's must
+/// change: a job it does not know fires from now on; one whose schedule
+/// changed too; one recorded before schedules were (an older cairn) goes on
+/// from its last scheduled time, so its missed fires are found; one whose
+/// schedule is unchanged keeps its mark.
+fn schedule_mark(
+    cron: &Schedule,
+    key: &str,
+    stored: Option<&JobState>,
+    now: DateTime<Utc>,
+) -> Option<Option<DateTime<Utc>>> {
+    match stored {
+        None => Some(cron.next_after(now)),
+        Some(s) if s.schedule.as_deref() == Some(key) => None,
+        Some(s) if s.schedule.is_none() => {
+            let last = s.last_scheduled_ms.and_then(schedule::from_ms);
+            Some(schedule::first_pending(cron, last, now))
+        }
+        Some(_) => Some(cron.next_after(now)),
+    }
+}
+
+/// Of `runner`'s configuration, for `node`: the scheduled jobs it claims
+/// fires of (and the prune schedule, if there is one), and the jobs whose
+/// interrupted runs it reports (every job it can run, and the repository's
+/// prune runs).
+fn node_jobs(runner: &Runner, node: &Node) -> (Arc<Vec<String>>, Arc<Vec<String>>) {
+    let config = runner.config();
+    let runnable: Vec<&JobConfig> = config.jobs.values().filter(|j| node.can_run(j)).collect();
+    let mut eligible: Vec<String> = runnable
+        .iter()
+        .filter(|j| j.cron.is_some())
+        .map(|j| j.name.clone())
+        .collect();
+    if config.daemon.prune.is_some() && config.repository.is_some() {
+        eligible.push(PRUNE_KEY.to_owned());
+    }
+    let mut reportable: Vec<String> = runnable.iter().map(|j| j.name.clone()).collect();
+    reportable.push(fire::REPOSITORY_JOB.to_owned());
+    (Arc::new(eligible), Arc::new(reportable))
 }
 
 /// The job's webhooks (`notify`).

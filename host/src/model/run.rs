@@ -2,6 +2,10 @@
 
 use serde::Serialize;
 
+/// The job name `prune` runs are recorded under: a prune is of the whole
+/// repository, not of one job (job names cannot start with `(`).
+pub const REPOSITORY_JOB: &str = "(repository)";
+
 /// What a run does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -10,6 +14,11 @@ pub enum RunKind {
     Backup,
     /// A restore run.
     Restore,
+    /// Retention applied to a job's snapshots (`cairn forget`, or the daemon
+    /// after a backup).
+    Forget,
+    /// Unused data removed from the repository (`--prune`, `[daemon] prune`).
+    Prune,
 }
 
 /// Where a run is in its life.
@@ -33,23 +42,32 @@ pub enum RunStatus {
 }
 
 impl RunKind {
-    /// The name stored in the database and shown to users (`backup`, `restore`).
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Backup, Self::Restore, Self::Forget, Self::Prune];
+
+    /// The name stored in the database and shown to users (`backup`, `restore`,
+    /// `forget`, `prune`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::Backup => "backup",
             Self::Restore => "restore",
+            Self::Forget => "forget",
+            Self::Prune => "prune",
         }
+    }
+
+    /// Whether a run of this kind runs the job's task (backup, restore), as
+    /// opposed to repository maintenance (forget, prune).
+    #[must_use]
+    pub const fn runs_task(self) -> bool {
+        matches!(self, Self::Backup | Self::Restore)
     }
 
     /// The kind named `name` (as returned by [`RunKind::as_str`]), if any.
     #[must_use]
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "backup" => Some(Self::Backup),
-            "restore" => Some(Self::Restore),
-            _ => None,
-        }
+        Self::ALL.into_iter().find(|k| k.as_str() == name)
     }
 }
 

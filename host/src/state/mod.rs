@@ -1,13 +1,131 @@
 //! Run history and per-job key/value state, behind the [`StateStore`] trait.
 //!
 //! SQLite (embedded, WAL) is the default implementation ([`sqlite::SqliteStore`]);
-//! a PostgreSQL implementation for several nodes can be added behind the same trait.
+//! PostgreSQL ([`postgres::PostgresStore`]) lets several daemons share one
+//! database. Both bring their schema up to date when opened (versioned
+//! migrations) and pass the same conformance suite (`conformance.rs`).
+//!
+//! What several nodes share through the store:
+//!
+//! - **the fire ledger**: [`StateStore::claim_due`] takes the due schedules
+//!   (`FOR UPDATE SKIP LOCKED` on PostgreSQL) and records each fire under its
+//!   `(job, scheduled_at)` key, once: a fire another node claimed is not
+//!   claimed again;
+//! - **leases**: a queued or running run holds a lease ([`LEASE`]) that its
+//!   process renews ([`StateStore::renew_lease`]); a run whose lease ran out
+//!   is `interrupted` by whichever node looks next
+//!   ([`StateStore::reconcile_interrupted`]);
+//! - **cancel requests** ([`StateStore::request_cancel`]), seen by the node
+//!   holding the run when it renews the lease;
+//! - **interrupted runs to report**: whoever marks a run `interrupted`, one
+//!   daemon takes it ([`StateStore::take_interrupted`]) to count, notify and
+//!   retry it;
+//! - **named locks** with a time to live ([`StateStore::try_lock`]), which
+//!   serialise retention and prune of a repository.
 
+pub mod postgres;
 pub mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
-pub use crate::model::run::{RunKind, RunStatus, Trigger};
+use crate::model::StateLocation;
+pub use crate::model::run::{REPOSITORY_JOB, RunKind, RunStatus, Trigger};
+
+/// How long a queued or running run's lease lasts without renewal. A node
+/// that stops renewing (killed, cut off) loses its runs to `interrupted`
+/// after this time.
+pub const LEASE: Duration = Duration::from_secs(15);
+
+/// How often the process running a run renews its lease (and sees a request
+/// to cancel it).
+pub const RENEW_EVERY: Duration = Duration::from_secs(2);
+
+/// Error recorded on runs found `running` by a process that stopped (its
+/// lease ran out, or its process is gone).
+pub const INTERRUPTED_ERROR: &str = "the process running it stopped before it finished";
+
+/// Error recorded on runs found `queued` by a process that stopped (its lease
+/// ran out, or its process is gone) before it started them: they ran nothing.
+pub const QUEUED_INTERRUPTED_ERROR: &str = "the process that queued it stopped before starting it";
+
+/// A fire in the ledger with no run this long after its claim was claimed by
+/// a node that stopped before recording the run: it is recorded
+/// `interrupted` ([`StateStore::reconcile_interrupted`]). Longer than a
+/// `replace` fire may wait before recording its run.
+pub const ORPHAN_AFTER: Duration = Duration::from_secs(2 * LEASE.as_secs());
+
+/// How far back claimed fires are checked for a missing run.
+pub const ORPHAN_WINDOW: Duration = Duration::from_secs(3600);
+
+/// How far back a daemon takes interrupted runs to count, notify and retry
+/// ([`StateStore::take_interrupted`]): a run interrupted longer ago while no
+/// daemon ran is left as it is.
+pub const REPORT_WINDOW: Duration = Duration::from_secs(3600);
+
+/// Error recorded on a claimed fire whose node stopped before starting it.
+pub const ORPHAN_ERROR: &str = "the node that claimed this fire stopped before starting it";
+
+/// `(claimed before, claimed since)` in ms since the epoch: the fires checked
+/// for a missing run at `now_ms`.
+pub(crate) fn orphan_range(now_ms: i64) -> (i64, i64) {
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    (now_ms - ms(ORPHAN_AFTER), now_ms - ms(ORPHAN_WINDOW))
+}
+
+/// Open the state store at `location`, bringing its schema up to date.
+/// `node` is the name recorded on the runs this process starts (a daemon's
+/// `--node`, else the host name).
+///
+/// # Errors
+/// [`StateError::Open`] / [`StateError::Connect`] when the database cannot be
+/// reached, created or migrated, or its password not read.
+pub fn open(location: &StateLocation, node: &str) -> Result<Arc<dyn StateStore>, StateError> {
+    Ok(match location {
+        StateLocation::Sqlite(path) => Arc::new(sqlite::SqliteStore::open(path)?.with_node(node)),
+        StateLocation::Postgres(settings) => {
+            Arc::new(postgres::PostgresStore::open(settings)?.with_node(node))
+        }
+    })
+}
+
+/// What a lease renewal found ([`StateStore::renew_lease`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseState {
+    /// The run is still this process's: go on.
+    Held,
+    /// Someone asked for the run to be cancelled (`concurrency = "replace"`
+    /// on another node): stop it.
+    CancelRequested,
+    /// The run is no longer queued or running (another node found its lease
+    /// run out and marked it `interrupted`): stop it, its outcome is decided.
+    Lost,
+}
+
+/// What to do about one due schedule ([`StateStore::claim_due`]'s planner).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FirePlan {
+    /// Fire for this schedule time (ms since the Unix epoch, UTC), if anything.
+    pub fire: Option<i64>,
+    /// The latest schedule time handled now (fired or not).
+    pub handled: Option<i64>,
+    /// The next schedule time.
+    pub next: Option<i64>,
+}
+
+/// A fire this node claimed: it, and no other node, runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedFire {
+    /// The job.
+    pub job: String,
+    /// The schedule time (ms since the Unix epoch, UTC).
+    pub scheduled_at_ms: i64,
+}
 
 /// A run about to be recorded ([`StateStore::queue_run`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +169,9 @@ pub struct JobState {
     pub last_scheduled_ms: Option<i64>,
     /// The next schedule time (ms since the Unix epoch, UTC), as last computed.
     pub next_fire_ms: Option<i64>,
+    /// The schedule (cron and time zone) `next_fire_ms` was computed for, as
+    /// given to [`StateStore::set_schedules`].
+    pub schedule: Option<String>,
 }
 
 /// Crockford's base32 alphabet (no I, L, O, U), as used by ULIDs.
@@ -157,6 +278,8 @@ pub struct RunRecord {
     pub trigger: Trigger,
     /// The schedule time it fired for (ms since the Unix epoch, UTC), if scheduled.
     pub scheduled_at_ms: Option<i64>,
+    /// The node that ran it (a daemon's `--node`, else the host name).
+    pub node: Option<String>,
 }
 
 /// One log line of a run.
@@ -199,9 +322,23 @@ pub enum StateError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The PostgreSQL state database could not be reached or migrated.
+    #[error("cannot use the state database at {at}: {message}")]
+    Connect {
+        /// `host:port/database` (never the password).
+        at: String,
+        /// What failed and what to do.
+        message: String,
+    },
     /// A query failed.
     #[error("state store query failed: {0}")]
     Query(#[from] rusqlite::Error),
+    /// A PostgreSQL query failed.
+    #[error("state database query failed: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// Stored data this program cannot read (a newer program wrote it?).
+    #[error("state store holds an unreadable value: {0}")]
+    Corrupt(String),
     /// No run with this id.
     #[error("no run with id `{0}`")]
     NoSuchRun(String),
@@ -304,7 +441,8 @@ pub trait StateStore: Send + Sync {
         marks: &[(String, Option<i64>, Option<i64>)],
     ) -> Result<(), StateError>;
 
-    /// Record how a run ended.
+    /// Record how a run ended. A run already finished by someone else (marked
+    /// `interrupted` when its lease ran out) keeps that outcome.
     ///
     /// # Errors
     /// [`StateError::NoSuchRun`] for an unknown id.
@@ -338,13 +476,97 @@ pub trait StateStore: Send + Sync {
     /// cannot be read.
     fn logs(&self, id: &str) -> Result<Vec<LogLine>, StateError>;
 
-    /// Mark runs still `Running` or `Queued` whose process is gone as
-    /// `Interrupted` (called at start-up: such runs were left by a process that
-    /// died). Runs of live processes are left alone. Returns how many changed.
+    /// Mark runs still `Running` or `Queued` whose lease ran out (or, on
+    /// SQLite, whose process on this host is gone) as `Interrupted`, record
+    /// fires claimed [`ORPHAN_AFTER`] ago or more that have no run (their
+    /// node stopped between the claim and the run) as `Interrupted` runs of
+    /// the claiming node, and return them all as they are now. Called at start-up and, by the daemon,
+    /// every few seconds; a run is returned to one caller only. Runs of live
+    /// processes are left alone.
     ///
     /// # Errors
     /// When the store cannot be written.
-    fn reconcile_interrupted(&self) -> Result<usize, StateError>;
+    fn reconcile_interrupted(&self) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Take the `interrupted` runs of `jobs` that finished at or after
+    /// `since_ms` and that no one has taken yet, and return them: each is
+    /// returned to one caller only, whoever marked it interrupted (a daemon's
+    /// sweep, `cairn runs`, a `queue_run` taking over the job). The daemon
+    /// counts, notifies and retries what it takes.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn take_interrupted(
+        &self,
+        jobs: &[String],
+        since_ms: i64,
+    ) -> Result<Vec<RunRecord>, StateError>;
+
+    /// The name recorded on runs this store starts.
+    fn node(&self) -> &str;
+
+    /// Extend the lease of queued or running run `id` by [`LEASE`] from now.
+    ///
+    /// # Errors
+    /// [`StateError::NoSuchRun`] for an unknown id; when the store cannot be
+    /// written.
+    fn renew_lease(&self, id: &str) -> Result<LeaseState, StateError>;
+
+    /// Ask the process running run `id` to cancel it (it sees the request at
+    /// its next lease renewal). Returns whether the run was still queued or
+    /// running.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn request_cancel(&self, id: &str) -> Result<bool, StateError>;
+
+    /// The queued and running runs of `job`, in any process, oldest first.
+    ///
+    /// # Errors
+    /// When the store cannot be read.
+    fn unfinished_runs(&self, job: &str) -> Result<Vec<RunRecord>, StateError>;
+
+    /// Record the schedule of several jobs, `(job, schedule, next fire)`:
+    /// the schedule text (cron and time zone) and its next fire time, which
+    /// [`StateStore::claim_due`] then fires. The last scheduled time is kept.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn set_schedules(&self, marks: &[(String, String, Option<i64>)]) -> Result<(), StateError>;
+
+    /// Claim the due fires of `jobs` (those whose next fire time is at or
+    /// before `now_ms`; at most `limit` due jobs, earliest first, so that
+    /// several nodes share a crowd of due fires), in one transaction: for
+    /// each due job, `planner(job,
+    /// next fire)` says what to fire and when the next fire is; the job's
+    /// marks move on, and a fire is entered in the fire ledger under `(job,
+    /// scheduled time)` unless the job is paused. A fire already in the ledger
+    /// (claimed by another node) is not returned. Jobs another node is
+    /// claiming at the same moment are skipped (it handles them).
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn claim_due(
+        &self,
+        jobs: &[String],
+        now_ms: i64,
+        limit: usize,
+        planner: &mut dyn FnMut(&str, i64) -> FirePlan,
+    ) -> Result<Vec<ClaimedFire>, StateError>;
+
+    /// Take the named lock for `holder` for `ttl` (or extend it if `holder`
+    /// has it). Returns whether `holder` has it now; a lock whose holder let
+    /// its time run out is taken over.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError>;
+
+    /// Release the named lock if `holder` has it.
+    ///
+    /// # Errors
+    /// When the store cannot be written.
+    fn unlock(&self, name: &str, holder: &str) -> Result<(), StateError>;
 
     /// Value of a job's key.
     ///

@@ -15,9 +15,10 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, ffi, params};
 
 use super::{
-    JobState, KvLimits, LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateError,
-    StateStore, Trigger, new_run_id,
+    ClaimedFire, FirePlan, JobState, KvLimits, LEASE, LeaseState, LogLine, NewRun, RunKind,
+    RunOutcome, RunRecord, RunStatus, StateError, StateStore, Trigger, new_run_id,
 };
+pub use super::{INTERRUPTED_ERROR, QUEUED_INTERRUPTED_ERROR};
 use crate::sys::now_ms;
 
 /// How many log lines a run keeps before later ones are only counted.
@@ -25,9 +26,6 @@ pub const DEFAULT_LOG_CAP: usize = 10_000;
 
 /// How long a statement waits for another connection's lock before failing.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// Error recorded on runs found `running` or `queued` at start-up.
-pub const INTERRUPTED_ERROR: &str = "the process running it stopped before it finished";
 
 /// Schema migrations: entry `i` takes the database from `user_version` `i` to
 /// `i + 1`. Each runs in its own transaction together with the version bump.
@@ -93,11 +91,41 @@ const MIGRATIONS: &[&str] = &[
         updated_at_ms     INTEGER NOT NULL
     ) WITHOUT ROWID;
     ",
+    // Version 4: several daemons. The node of each run, its lease, a cancel
+    // request, and whether a daemon took it to report once interrupted; the schedule each job's next fire was computed for; the
+    // fire ledger (one row per claimed fire); named locks with a time to live.
+    "
+    ALTER TABLE runs ADD COLUMN node TEXT;
+    ALTER TABLE runs ADD COLUMN lease_until_ms INTEGER;
+    ALTER TABLE runs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE runs ADD COLUMN reported INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX runs_unreported ON runs (finished_at_ms)
+        WHERE status = 'interrupted' AND reported = 0;
+    ALTER TABLE jobs ADD COLUMN schedule TEXT;
+    CREATE INDEX jobs_next_fire ON jobs (next_fire_ms);
+
+    CREATE INDEX runs_scheduled ON runs (job, scheduled_at_ms) WHERE scheduled_at_ms IS NOT NULL;
+
+    CREATE TABLE fires (
+        job             TEXT NOT NULL,
+        scheduled_at_ms INTEGER NOT NULL,
+        node            TEXT NOT NULL,
+        claimed_at_ms   INTEGER NOT NULL,
+        PRIMARY KEY (job, scheduled_at_ms)
+    ) WITHOUT ROWID;
+    CREATE INDEX fires_claimed ON fires (claimed_at_ms);
+
+    CREATE TABLE locks (
+        name     TEXT PRIMARY KEY NOT NULL,
+        holder   TEXT NOT NULL,
+        until_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    ",
 ];
 
 /// Columns of `runs` read into a [`RunRecord`], in [`run_from_row`]'s order.
 const RUN_COLUMNS: &str = "id, job, kind, status, started_at_ms, finished_at_ms, error, \
-     snapshot_id, bytes, result, attempt, trigger, scheduled_at_ms";
+     snapshot_id, bytes, result, attempt, trigger, scheduled_at_ms, node";
 
 /// Run history and job state in a SQLite database.
 ///
@@ -108,6 +136,7 @@ const RUN_COLUMNS: &str = "id, job, kind, status, started_at_ms, finished_at_ms,
 pub struct SqliteStore {
     conn: Mutex<Connection>,
     log_cap: usize,
+    node: String,
 }
 
 impl SqliteStore {
@@ -156,6 +185,13 @@ impl SqliteStore {
         self
     }
 
+    /// Record `node` on the runs this store starts (default: the host name).
+    #[must_use]
+    pub fn with_node(mut self, node: &str) -> Self {
+        node.clone_into(&mut self.node);
+        self
+    }
+
     /// Configure the connection and migrate the schema.
     fn init(mut conn: Connection, wal: bool) -> rusqlite::Result<Self> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
@@ -171,6 +207,7 @@ impl SqliteStore {
         Ok(Self {
             conn: Mutex::new(conn),
             log_cap: DEFAULT_LOG_CAP,
+            node: crate::sys::hostname(),
         })
     }
 
@@ -279,6 +316,7 @@ fn run_from_row(row: &Row<'_>) -> rusqlite::Result<RunRecord> {
         attempt: row.get(10)?,
         trigger: row.get(11)?,
         scheduled_at_ms: row.get(12)?,
+        node: row.get(13)?,
     })
 }
 
@@ -353,12 +391,17 @@ fn is_unique_violation(err: &rusqlite::Error) -> bool {
 }
 
 /// `process PID on HOST` for an owner string `host:pid:start`.
-fn owner_phrase(owner: Option<&str>) -> String {
+pub(crate) fn owner_phrase(owner: Option<&str>) -> String {
     let mut parts = owner.unwrap_or_default().rsplitn(3, ':');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(_), Some(pid), Some(host)) => format!("by process {pid} on {host}"),
         _ => "by an unknown process".to_owned(),
     }
+}
+
+/// The owner string of this process (`host:pid:start-time`).
+pub(crate) fn this_owner() -> String {
+    owner::this_process()
 }
 
 impl SqliteStore {
@@ -384,12 +427,14 @@ impl SqliteStore {
             attempt: new.attempt,
             trigger: new.trigger,
             scheduled_at_ms: new.scheduled_at_ms,
+            node: Some(self.node.clone()),
         };
+        let lease = (!status.is_finished()).then(|| now + lease_ms());
         self.conn()
             .prepare_cached(
                 "INSERT INTO runs (id, job, kind, status, started_at_ms, finished_at_ms, error, \
-                 owner, attempt, trigger, scheduled_at_ms, exclusive) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                 owner, attempt, trigger, scheduled_at_ms, exclusive, node, lease_until_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             )?
             .execute(params![
                 record.id,
@@ -403,21 +448,34 @@ impl SqliteStore {
                 record.attempt,
                 record.trigger,
                 record.scheduled_at_ms,
-                new.exclusive && !status.is_finished()
+                new.exclusive && !status.is_finished(),
+                record.node,
+                lease
             ])?;
         Ok(record)
     }
 
-    /// The exclusive queued or running run of `job` and its owner, if any.
-    fn exclusive_holder(&self, job: &str) -> rusqlite::Result<Option<(String, Option<String>)>> {
+    /// The exclusive queued or running run of `job`, its owner, and whether
+    /// it is held (lease not run out), if any.
+    fn exclusive_holder(
+        &self,
+        job: &str,
+    ) -> rusqlite::Result<Option<(String, Option<String>, bool)>> {
         self.conn()
             .prepare_cached(
-                "SELECT id, owner FROM runs WHERE job = ?1 AND exclusive = 1 \
-                 AND status IN ('queued', 'running')",
+                "SELECT id, owner, COALESCE(lease_until_ms >= ?2, 1) FROM runs \
+                 WHERE job = ?1 AND exclusive = 1 AND status IN ('queued', 'running')",
             )?
-            .query_row([job], |row| Ok((row.get(0)?, row.get(1)?)))
+            .query_row(params![job, now_ms()], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })
             .optional()
     }
+}
+
+/// [`LEASE`] in milliseconds.
+pub(crate) fn lease_ms() -> i64 {
+    i64::try_from(LEASE.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl ToSql for RunStatus {
@@ -450,17 +508,28 @@ impl StateStore for SqliteStore {
         }
         // Another exclusive run holds the job. If its process is gone, it was
         // interrupted: say so, and try once more.
-        let Some((run, owner)) = self.exclusive_holder(&new.job)? else {
+        let Some((run, owner, held)) = self.exclusive_holder(&new.job)? else {
             return Ok(self.insert_run(new, RunStatus::Queued, None)?);
         };
-        if owner.as_deref().is_some_and(owner::is_alive) {
+        if held && owner.as_deref().is_some_and(owner::is_alive) {
             return Err(StateError::Busy {
                 job: new.job.clone(),
                 run,
                 by: owner_phrase(owner.as_deref()),
             });
         }
-        self.reconcile_interrupted()?;
+        self.conn()
+            .prepare_cached(
+                "UPDATE runs SET status = 'interrupted', finished_at_ms = ?2, \
+                 error = COALESCE(error, CASE WHEN status = 'queued' THEN ?4 ELSE ?3 END), \
+                 lease_until_ms = NULL WHERE id = ?1 AND status IN ('queued', 'running')",
+            )?
+            .execute(params![
+                run,
+                now_ms(),
+                INTERRUPTED_ERROR,
+                QUEUED_INTERRUPTED_ERROR
+            ])?;
         self.insert_run(new, RunStatus::Queued, None).map_err(|e| {
             if is_unique_violation(&e) {
                 StateError::Busy {
@@ -478,9 +547,16 @@ impl StateStore for SqliteStore {
         let changed = self
             .conn()
             .prepare_cached(
-                "UPDATE runs SET status = ?2, started_at_ms = ?3 WHERE id = ?1 AND status = ?4",
+                "UPDATE runs SET status = ?2, started_at_ms = ?3, lease_until_ms = ?5 \
+                 WHERE id = ?1 AND status = ?4",
             )?
-            .execute(params![id, RunStatus::Running, now_ms(), RunStatus::Queued])?;
+            .execute(params![
+                id,
+                RunStatus::Running,
+                now_ms(),
+                RunStatus::Queued,
+                now_ms() + lease_ms()
+            ])?;
         if changed == 0 {
             return Err(StateError::NoSuchRun(id.to_owned()));
         }
@@ -508,7 +584,9 @@ impl StateStore for SqliteStore {
     fn job_states(&self) -> Result<std::collections::BTreeMap<String, JobState>, StateError> {
         let conn = self.conn();
         let states = conn
-            .prepare_cached("SELECT job, paused, last_scheduled_ms, next_fire_ms FROM jobs")?
+            .prepare_cached(
+                "SELECT job, paused, last_scheduled_ms, next_fire_ms, schedule FROM jobs",
+            )?
             .query_map([], |row| {
                 Ok((
                     row.get(0)?,
@@ -516,6 +594,7 @@ impl StateStore for SqliteStore {
                         paused: row.get(1)?,
                         last_scheduled_ms: row.get(2)?,
                         next_fire_ms: row.get(3)?,
+                        schedule: row.get(4)?,
                     },
                 ))
             })?
@@ -560,11 +639,12 @@ impl StateStore for SqliteStore {
     }
 
     fn finish_run(&self, id: &str, outcome: &RunOutcome) -> Result<(), StateError> {
-        let changed = self
-            .conn()
+        let conn = self.conn();
+        let changed = conn
             .prepare_cached(
                 "UPDATE runs SET status = ?2, finished_at_ms = ?3, error = ?4, \
-                 snapshot_id = ?5, bytes = ?6, result = ?7 WHERE id = ?1",
+                 snapshot_id = ?5, bytes = ?6, result = ?7, lease_until_ms = NULL \
+                 WHERE id = ?1 AND status NOT IN ('interrupted')",
             )?
             .execute(params![
                 id,
@@ -575,7 +655,7 @@ impl StateStore for SqliteStore {
                 bytes_to_sql(outcome.bytes),
                 outcome.result
             ])?;
-        if changed == 0 {
+        if changed == 0 && !run_exists(&conn, id)? {
             return Err(StateError::NoSuchRun(id.to_owned()));
         }
         Ok(())
@@ -684,34 +764,273 @@ impl StateStore for SqliteStore {
         Ok(lines)
     }
 
-    fn reconcile_interrupted(&self) -> Result<usize, StateError> {
-        let conn = self.conn();
-        let unfinished: Vec<(String, Option<String>)> = conn
-            .prepare_cached("SELECT id, owner FROM runs WHERE status IN (?1, ?2)")?
-            .query_map(params![RunStatus::Running, RunStatus::Queued], |row| {
-                Ok((row.get(0)?, row.get(1)?))
+    fn reconcile_interrupted(&self) -> Result<Vec<RunRecord>, StateError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let now = now_ms();
+        let unfinished: Vec<(String, Option<String>, bool)> = tx
+            .prepare_cached(
+                "SELECT id, owner, COALESCE(lease_until_ms < ?3, 0) FROM runs \
+                 WHERE status IN (?1, ?2)",
+            )?
+            .query_map(params![RunStatus::Running, RunStatus::Queued, now], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
             })?
             .collect::<rusqlite::Result<_>>()?;
-        let mut changed = 0;
-        for (id, owner) in unfinished {
-            if owner.as_deref().is_some_and(owner::is_alive) {
+        let mut changed = Vec::new();
+        for (id, owner, expired) in unfinished {
+            if !expired && owner.as_deref().is_some_and(owner::is_alive) {
                 continue;
             }
-            changed += conn
+            let n = tx
                 .prepare_cached(
                     "UPDATE runs SET status = ?1, finished_at_ms = ?2, \
-                     error = COALESCE(error, ?3) WHERE id = ?4 AND status IN (?5, ?6)",
+                     error = COALESCE(error, CASE WHEN status = ?6 THEN ?7 ELSE ?3 END), \
+                     lease_until_ms = NULL WHERE id = ?4 AND status IN (?5, ?6)",
                 )?
                 .execute(params![
                     RunStatus::Interrupted,
-                    now_ms(),
+                    now,
                     INTERRUPTED_ERROR,
                     id,
                     RunStatus::Running,
-                    RunStatus::Queued
+                    RunStatus::Queued,
+                    QUEUED_INTERRUPTED_ERROR
                 ])?;
+            if n > 0 {
+                changed.push(
+                    tx.prepare_cached(&format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?1"))?
+                        .query_row([&id], run_from_row)?,
+                );
+            }
         }
+        // Fires claimed by a node that stopped before recording their run.
+        let (before, since) = super::orphan_range(now);
+        let orphans: Vec<(String, i64, String)> = tx
+            .prepare_cached(
+                "SELECT f.job, f.scheduled_at_ms, f.node FROM fires f \
+                 WHERE f.claimed_at_ms < ?1 AND f.claimed_at_ms >= ?2 AND NOT EXISTS \
+                 (SELECT 1 FROM runs r WHERE r.job = f.job \
+                 AND r.scheduled_at_ms = f.scheduled_at_ms AND r.trigger = 'schedule')",
+            )?
+            .query_map(params![before, since], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?
+            .collect::<rusqlite::Result<_>>()?;
+        for (job, scheduled_at_ms, node) in orphans {
+            let record = RunRecord {
+                id: new_run_id(),
+                job,
+                kind: RunKind::Backup,
+                status: RunStatus::Interrupted,
+                started_at_ms: now,
+                finished_at_ms: Some(now),
+                error: Some(super::ORPHAN_ERROR.to_owned()),
+                snapshot_id: None,
+                bytes: 0,
+                result: None,
+                attempt: 1,
+                trigger: Trigger::Schedule,
+                scheduled_at_ms: Some(scheduled_at_ms),
+                node: Some(node),
+            };
+            tx.prepare_cached(
+                "INSERT INTO runs (id, job, kind, status, started_at_ms, finished_at_ms, error, \
+                 attempt, trigger, scheduled_at_ms, node) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+            )?
+            .execute(params![
+                record.id,
+                record.job,
+                record.kind,
+                record.status,
+                record.started_at_ms,
+                record.finished_at_ms,
+                record.error,
+                record.attempt,
+                record.trigger,
+                record.scheduled_at_ms,
+                record.node
+            ])?;
+            changed.push(record);
+        }
+        tx.commit()?;
         Ok(changed)
+    }
+
+    fn take_interrupted(
+        &self,
+        jobs: &[String],
+        since_ms: i64,
+    ) -> Result<Vec<RunRecord>, StateError> {
+        let wanted: std::collections::HashSet<&str> = jobs.iter().map(String::as_str).collect();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let candidates: Vec<RunRecord> = tx
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE status = 'interrupted' AND reported = 0 \
+                 AND finished_at_ms >= ?1 ORDER BY finished_at_ms, id"
+            ))?
+            .query_map([since_ms], run_from_row)?
+            .collect::<rusqlite::Result<_>>()?;
+        let taken: Vec<RunRecord> = candidates
+            .into_iter()
+            .filter(|r| wanted.contains(r.job.as_str()))
+            .collect();
+        {
+            let mut mark = tx.prepare_cached("UPDATE runs SET reported = 1 WHERE id = ?1")?;
+            for run in &taken {
+                mark.execute([&run.id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(taken)
+    }
+
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    fn renew_lease(&self, id: &str) -> Result<LeaseState, StateError> {
+        let conn = self.conn();
+        let changed = conn
+            .prepare_cached(
+                "UPDATE runs SET lease_until_ms = ?2 WHERE id = ?1 \
+                 AND status IN ('queued', 'running')",
+            )?
+            .execute(params![id, now_ms() + lease_ms()])?;
+        if changed == 0 {
+            return if run_exists(&conn, id)? {
+                Ok(LeaseState::Lost)
+            } else {
+                Err(StateError::NoSuchRun(id.to_owned()))
+            };
+        }
+        let cancel: bool = conn
+            .prepare_cached("SELECT cancel_requested FROM runs WHERE id = ?1")?
+            .query_row([id], |row| row.get(0))?;
+        Ok(if cancel {
+            LeaseState::CancelRequested
+        } else {
+            LeaseState::Held
+        })
+    }
+
+    fn request_cancel(&self, id: &str) -> Result<bool, StateError> {
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 \
+                 AND status IN ('queued', 'running')",
+            )?
+            .execute([id])?;
+        Ok(changed > 0)
+    }
+
+    fn unfinished_runs(&self, job: &str) -> Result<Vec<RunRecord>, StateError> {
+        let conn = self.conn();
+        let runs = conn
+            .prepare_cached(&format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE job = ?1 \
+                 AND status IN ('queued', 'running') ORDER BY started_at_ms, id"
+            ))?
+            .query_map([job], run_from_row)?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(runs)
+    }
+
+    fn set_schedules(&self, marks: &[(String, String, Option<i64>)]) -> Result<(), StateError> {
+        if marks.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut upsert = tx.prepare_cached(
+                "INSERT INTO jobs (job, schedule, next_fire_ms, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4) ON CONFLICT (job) DO UPDATE SET \
+                 schedule = excluded.schedule, next_fire_ms = excluded.next_fire_ms, \
+                 updated_at_ms = excluded.updated_at_ms",
+            )?;
+            let now = now_ms();
+            for (job, schedule, next) in marks {
+                upsert.execute(params![job, schedule, next, now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn claim_due(
+        &self,
+        jobs: &[String],
+        now_ms: i64,
+        limit: usize,
+        planner: &mut dyn FnMut(&str, i64) -> FirePlan,
+    ) -> Result<Vec<ClaimedFire>, StateError> {
+        let wanted: std::collections::HashSet<&str> = jobs.iter().map(String::as_str).collect();
+        let mut conn = self.conn();
+        // One writer at a time: the IMMEDIATE transaction is SQLite's claim.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let due: Vec<(String, i64, bool)> = tx
+            .prepare_cached(
+                "SELECT job, next_fire_ms, paused FROM jobs \
+                 WHERE next_fire_ms IS NOT NULL AND next_fire_ms <= ?1 ORDER BY next_fire_ms",
+            )?
+            .query_map([now_ms], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut claimed = Vec::new();
+        let due = due
+            .into_iter()
+            .filter(|(job, _, _)| wanted.contains(job.as_str()))
+            .take(limit);
+        for (job, next, paused) in due {
+            let plan = planner(&job, next);
+            tx.prepare_cached(
+                "UPDATE jobs SET last_scheduled_ms = COALESCE(?2, last_scheduled_ms), \
+                 next_fire_ms = ?3, updated_at_ms = ?4 WHERE job = ?1",
+            )?
+            .execute(params![job, plan.handled, plan.next, now_ms])?;
+            let Some(at) = plan.fire.filter(|_| !paused) else {
+                continue;
+            };
+            let inserted = tx
+                .prepare_cached(
+                    "INSERT INTO fires (job, scheduled_at_ms, node, claimed_at_ms) \
+                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![job, at, self.node, now_ms])?;
+            if inserted > 0 {
+                claimed.push(ClaimedFire {
+                    job,
+                    scheduled_at_ms: at,
+                });
+            }
+        }
+        tx.commit()?;
+        Ok(claimed)
+    }
+
+    fn try_lock(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, StateError> {
+        let now = now_ms();
+        let until = now + i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX / 2);
+        let changed = self
+            .conn()
+            .prepare_cached(
+                "INSERT INTO locks (name, holder, until_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, \
+                 until_ms = excluded.until_ms \
+                 WHERE locks.holder = excluded.holder OR locks.until_ms < ?4",
+            )?
+            .execute(params![name, holder, until, now])?;
+        Ok(changed > 0)
+    }
+
+    fn unlock(&self, name: &str, holder: &str) -> Result<(), StateError> {
+        self.conn()
+            .prepare_cached("DELETE FROM locks WHERE name = ?1 AND holder = ?2")?
+            .execute([name, holder])?;
+        Ok(())
     }
 
     fn kv_get(&self, job: &str, key: &str) -> Result<Option<String>, StateError> {
@@ -823,16 +1142,6 @@ mod tests {
         }
     }
 
-    fn set_started(store: &SqliteStore, id: &str, started_at_ms: i64) {
-        store
-            .conn()
-            .execute(
-                "UPDATE runs SET started_at_ms = ?2 WHERE id = ?1",
-                params![id, started_at_ms],
-            )
-            .unwrap();
-    }
-
     /// A fresh directory under the system temp dir, removed on drop.
     struct TempDir(std::path::PathBuf);
 
@@ -847,187 +1156,6 @@ mod tests {
         fn drop(&mut self) {
             let _ = std::fs::remove_dir_all(&self.0);
         }
-    }
-
-    #[test]
-    fn run_round_trip() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let started = store.start_run("db", RunKind::Backup).unwrap();
-        assert_eq!(started.status, RunStatus::Running);
-        assert_eq!(started.job, "db");
-        assert_eq!(started.id.len(), 26);
-        assert_eq!(store.run(&started.id).unwrap(), started);
-
-        let done = RunOutcome {
-            status: RunStatus::Failed,
-            error: Some("copy failed: disk full".into()),
-            snapshot_id: Some("abc123".into()),
-            bytes: 1 << 40,
-            result: Some(r#"{"files":3}"#.into()),
-        };
-        store.finish_run(&started.id, &done).unwrap();
-        let read = store.run(&started.id).unwrap();
-        assert_eq!(read.id, started.id);
-        assert_eq!(read.kind, RunKind::Backup);
-        assert_eq!(read.status, RunStatus::Failed);
-        assert_eq!(read.started_at_ms, started.started_at_ms);
-        assert!(read.finished_at_ms.unwrap() >= started.started_at_ms);
-        assert_eq!(read.error, done.error);
-        assert_eq!(read.snapshot_id, done.snapshot_id);
-        assert_eq!(read.bytes, 1 << 40);
-        assert_eq!(read.result, done.result);
-
-        let restore = store.start_run("db", RunKind::Restore).unwrap();
-        assert_eq!(store.run(&restore.id).unwrap().kind, RunKind::Restore);
-    }
-
-    #[test]
-    fn unknown_run_ids() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let err = store
-            .finish_run("nope", &outcome(RunStatus::Succeeded))
-            .unwrap_err();
-        assert!(
-            matches!(&err, StateError::NoSuchRun(id) if id == "nope"),
-            "{err}"
-        );
-        assert!(matches!(store.run("nope"), Err(StateError::NoSuchRun(_))));
-        assert!(matches!(store.logs("nope"), Err(StateError::NoSuchRun(_))));
-        let lines = [line(1, "info", "x", &[])];
-        assert!(matches!(
-            store.append_logs("nope", &lines),
-            Err(StateError::NoSuchRun(_))
-        ));
-        assert!(matches!(
-            store.append_logs("nope", &[]),
-            Err(StateError::NoSuchRun(_))
-        ));
-    }
-
-    #[test]
-    fn runs_newest_first_filtered_and_limited() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut ids = Vec::new();
-        for (i, job) in ["a", "b", "a", "a", "b"].into_iter().enumerate() {
-            let run = store.start_run(job, RunKind::Backup).unwrap();
-            set_started(&store, &run.id, 1_000 + i64::try_from(i).unwrap());
-            ids.push(run.id);
-        }
-        // Two runs in the same millisecond: the later id comes first.
-        let same = store.start_run("a", RunKind::Backup).unwrap();
-        set_started(&store, &same.id, 1_004);
-
-        let all: Vec<_> = store
-            .runs(None, 100)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(
-            all,
-            [&same.id, &ids[4], &ids[3], &ids[2], &ids[1], &ids[0]].map(String::as_str)
-        );
-
-        let a: Vec<_> = store
-            .runs(Some("a"), 100)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(a, [&same.id, &ids[3], &ids[2], &ids[0]].map(String::as_str));
-
-        let a2: Vec<_> = store
-            .runs(Some("a"), 2)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(a2, [&same.id, &ids[3]].map(String::as_str));
-
-        assert_eq!(store.runs(None, 3).unwrap().len(), 3);
-        assert!(store.runs(None, 0).unwrap().is_empty());
-        assert!(store.runs(Some("zzz"), 10).unwrap().is_empty());
-        assert_eq!(store.runs(None, usize::MAX).unwrap().len(), 6);
-    }
-
-    #[test]
-    fn logs_in_order_with_fields() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let run = store.start_run("db", RunKind::Backup).unwrap();
-        let other = store.start_run("db", RunKind::Backup).unwrap();
-        assert!(store.logs(&run.id).unwrap().is_empty());
-
-        let first = vec![
-            line(10, "info", "starting", &[]),
-            line(
-                11,
-                "debug",
-                "dumping",
-                &[("table", "users"), ("rows", "12"), ("table", "x")],
-            ),
-        ];
-        let second = vec![line(12, "error", "boom", &[("code", "7")])];
-        store.append_logs(&run.id, &first).unwrap();
-        store
-            .append_logs(&other.id, &[line(5, "info", "other", &[])])
-            .unwrap();
-        store.append_logs(&run.id, &[]).unwrap();
-        store.append_logs(&run.id, &second).unwrap();
-
-        let expected: Vec<_> = first.into_iter().chain(second).collect();
-        assert_eq!(store.logs(&run.id).unwrap(), expected);
-        assert_eq!(
-            store.logs(&other.id).unwrap(),
-            [line(5, "info", "other", &[])]
-        );
-    }
-
-    #[test]
-    fn log_cap_counts_dropped_lines() {
-        let store = SqliteStore::open_in_memory().unwrap().with_log_cap(5);
-        let run = store.start_run("db", RunKind::Backup).unwrap();
-        let batch = |from: i64, n: i64| -> Vec<LogLine> {
-            (from..from + n)
-                .map(|i| line(i, "info", &format!("line {i}"), &[]))
-                .collect()
-        };
-
-        store.append_logs(&run.id, &batch(0, 3)).unwrap();
-        assert_eq!(store.logs(&run.id).unwrap().len(), 3);
-
-        // Crosses the cap: 2 kept, 2 dropped.
-        store.append_logs(&run.id, &batch(3, 4)).unwrap();
-        let logs = store.logs(&run.id).unwrap();
-        assert_eq!(logs.len(), 6);
-        assert_eq!(logs[..5], batch(0, 5)[..]);
-        assert_eq!(logs[5].message, "… 2 more log lines dropped");
-        assert_eq!(logs[5].level, "warn");
-        assert_eq!(logs[5].at_ms, 6);
-        assert_eq!(logs[5].fields, [("dropped".to_owned(), "2".to_owned())]);
-
-        // Already full: everything is counted, still one final line.
-        store.append_logs(&run.id, &batch(7, 10)).unwrap();
-        store.append_logs(&run.id, &batch(17, 1)).unwrap();
-        let logs = store.logs(&run.id).unwrap();
-        assert_eq!(logs.len(), 6);
-        assert_eq!(logs[..5], batch(0, 5)[..]);
-        assert_eq!(logs[5].message, "… 13 more log lines dropped");
-        assert_eq!(logs[5].at_ms, 17);
-
-        // Another run has its own budget.
-        let other = store.start_run("db", RunKind::Backup).unwrap();
-        store.append_logs(&other.id, &batch(0, 6)).unwrap();
-        let logs = store.logs(&other.id).unwrap();
-        assert_eq!(logs.len(), 6);
-        assert_eq!(logs[5].message, "… 1 more log line dropped");
-
-        // A cap of zero keeps only the count.
-        let none = SqliteStore::open_in_memory().unwrap().with_log_cap(0);
-        let run = none.start_run("db", RunKind::Backup).unwrap();
-        none.append_logs(&run.id, &batch(0, 3)).unwrap();
-        let logs = none.logs(&run.id).unwrap();
-        assert_eq!(logs.len(), 1);
-        assert_eq!(logs[0].message, "… 3 more log lines dropped");
     }
 
     #[test]
@@ -1091,12 +1219,15 @@ mod tests {
         let before = store.run(&done.id).unwrap();
         let failed_before = store.run(&failed.id).unwrap();
 
-        assert_eq!(store.reconcile_interrupted().unwrap(), 3);
-        for id in [&running.id, &queued.id] {
+        assert_eq!(store.reconcile_interrupted().unwrap().len(), 3);
+        for (id, error) in [
+            (&running.id, INTERRUPTED_ERROR),
+            (&queued.id, QUEUED_INTERRUPTED_ERROR),
+        ] {
             let run = store.run(id).unwrap();
             assert_eq!(run.status, RunStatus::Interrupted);
             assert!(run.finished_at_ms.is_some());
-            assert_eq!(run.error.as_deref(), Some(INTERRUPTED_ERROR));
+            assert_eq!(run.error.as_deref(), Some(error));
         }
         let kept = store.run(&with_error.id).unwrap();
         assert_eq!(kept.status, RunStatus::Interrupted);
@@ -1106,7 +1237,7 @@ mod tests {
         assert_eq!(store.run(&alive.id).unwrap().status, RunStatus::Running);
         assert_eq!(store.run(&remote.id).unwrap().status, RunStatus::Running);
 
-        assert_eq!(store.reconcile_interrupted().unwrap(), 0);
+        assert!(store.reconcile_interrupted().unwrap().is_empty());
     }
 
     fn exclusive(job: &str) -> NewRun {
@@ -1114,53 +1245,6 @@ mod tests {
             exclusive: true,
             ..NewRun::new(job, RunKind::Backup, Trigger::Schedule)
         }
-    }
-
-    #[test]
-    fn exclusive_runs_of_a_job_do_not_overlap_across_connections() {
-        let dir = TempDir::new("exclusive");
-        let path = dir.0.join("state.db");
-        let daemon = SqliteStore::open(&path).unwrap();
-        let cli = SqliteStore::open(&path).unwrap();
-
-        let first = daemon.queue_run(&exclusive("db")).unwrap();
-        assert_eq!(first.status, RunStatus::Queued);
-        assert_eq!(first.trigger, Trigger::Schedule);
-        // Another process (connection) is refused, naming the run and its owner.
-        let err = cli.queue_run(&exclusive("db")).unwrap_err();
-        match &err {
-            StateError::Busy { job, run, by } => {
-                assert_eq!(job, "db");
-                assert_eq!(run, &first.id);
-                assert!(by.contains(&std::process::id().to_string()), "{by}");
-            }
-            other => panic!("{other}"),
-        }
-        assert!(
-            err.to_string().contains("job `db` is already running"),
-            "{err}"
-        );
-        // Other jobs, non-exclusive runs and restores are not held up.
-        cli.queue_run(&exclusive("other")).unwrap();
-        cli.queue_run(&NewRun::new("db", RunKind::Backup, Trigger::Api))
-            .unwrap();
-        // Still refused once running; free again once finished.
-        let running = daemon.mark_running(&first.id).unwrap();
-        assert_eq!(running.status, RunStatus::Running);
-        assert!(running.started_at_ms >= first.started_at_ms);
-        assert!(matches!(
-            cli.queue_run(&exclusive("db")),
-            Err(StateError::Busy { .. })
-        ));
-        assert!(matches!(
-            daemon.mark_running(&first.id),
-            Err(StateError::NoSuchRun(_))
-        ));
-        daemon
-            .finish_run(&first.id, &outcome(RunStatus::Succeeded))
-            .unwrap();
-        let second = cli.queue_run(&exclusive("db")).unwrap();
-        assert_eq!(cli.run(&second.id).unwrap().status, RunStatus::Queued);
     }
 
     #[test]
@@ -1182,145 +1266,6 @@ mod tests {
         let stale = store.run(&stale.id).unwrap();
         assert_eq!(stale.status, RunStatus::Interrupted);
         assert_eq!(stale.error.as_deref(), Some(INTERRUPTED_ERROR));
-    }
-
-    #[test]
-    fn skipped_fires_are_finished_runs_with_their_reason() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let new = NewRun {
-            attempt: 2,
-            scheduled_at_ms: Some(1_700_000_000_000),
-            ..exclusive("db")
-        };
-        let skipped = store.record_skipped(&new, "still running").unwrap();
-        assert_eq!(skipped.status, RunStatus::Skipped);
-        assert!(skipped.finished_at_ms.is_some());
-        assert_eq!(skipped.error.as_deref(), Some("still running"));
-        let read = store.run(&skipped.id).unwrap();
-        assert_eq!(read, skipped);
-        assert_eq!(read.attempt, 2);
-        assert_eq!(read.scheduled_at_ms, Some(1_700_000_000_000));
-        // A skipped run does not hold the job.
-        store.queue_run(&exclusive("db")).unwrap();
-    }
-
-    #[test]
-    fn run_history_keeps_the_newest_finished_runs_of_a_job() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let mut ids = Vec::new();
-        for i in 0..6 {
-            let run = store.start_run("db", RunKind::Backup).unwrap();
-            store
-                .append_logs(&run.id, &[line(i, "info", "x", &[])])
-                .unwrap();
-            store
-                .finish_run(&run.id, &outcome(RunStatus::Succeeded))
-                .unwrap();
-            ids.push(run.id);
-        }
-        let going = store.start_run("db", RunKind::Backup).unwrap();
-        let other = store.start_run("other", RunKind::Backup).unwrap();
-        store
-            .finish_run(&other.id, &outcome(RunStatus::Failed))
-            .unwrap();
-
-        // The running one counts among the newest but is never deleted.
-        assert_eq!(store.prune_runs("db", 3).unwrap(), 4);
-        let left: Vec<String> = store
-            .runs(Some("db"), 100)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        assert_eq!(left, [going.id.clone(), ids[5].clone(), ids[4].clone()]);
-        // Logs went with their runs.
-        assert!(matches!(store.logs(&ids[0]), Err(StateError::NoSuchRun(_))));
-        let orphans: i64 = store
-            .conn()
-            .query_row(
-                "SELECT COUNT(*) FROM run_logs WHERE run_id = ?1",
-                [&ids[0]],
-                |r| r.get(0),
-            )
-            .unwrap();
-        assert_eq!(orphans, 0);
-        assert_eq!(store.runs(Some("other"), 100).unwrap().len(), 1);
-        assert_eq!(store.prune_runs("db", 3).unwrap(), 0);
-    }
-
-    #[test]
-    fn job_states_keep_pause_and_fire_marks() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        assert!(store.job_states().unwrap().is_empty());
-        store.set_paused("a", true).unwrap();
-        store
-            .set_fire_marks(&[
-                ("a".into(), Some(1_000), Some(2_000)),
-                ("b".into(), None, Some(5_000)),
-            ])
-            .unwrap();
-        // `None` keeps the last scheduled time.
-        store
-            .set_fire_marks(&[("a".into(), None, Some(3_000))])
-            .unwrap();
-        let states = store.job_states().unwrap();
-        assert_eq!(
-            states["a"],
-            JobState {
-                paused: true,
-                last_scheduled_ms: Some(1_000),
-                next_fire_ms: Some(3_000)
-            }
-        );
-        assert_eq!(
-            states["b"],
-            JobState {
-                paused: false,
-                last_scheduled_ms: None,
-                next_fire_ms: Some(5_000)
-            }
-        );
-        store.set_paused("a", false).unwrap();
-        assert!(!store.job_states().unwrap()["a"].paused);
-        assert_eq!(
-            store.job_states().unwrap()["a"].last_scheduled_ms,
-            Some(1_000)
-        );
-    }
-
-    #[test]
-    fn kv_per_job() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        assert_eq!(store.kv_get("a", "k").unwrap(), None);
-        store.kv_set("a", "k", "1", LIMITS).unwrap();
-        store.kv_set("b", "k", "other", LIMITS).unwrap();
-        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("1"));
-        store.kv_set("a", "k", "2", LIMITS).unwrap();
-        assert_eq!(store.kv_get("a", "k").unwrap().as_deref(), Some("2"));
-        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some("other"));
-
-        for key in [
-            "last/b", "last/a", "last", "lasting", "lasu", "l", "z", "last/é",
-        ] {
-            store.kv_set("a", key, "v", LIMITS).unwrap();
-        }
-        store.kv_set("b", "last/c", "v", LIMITS).unwrap();
-        assert_eq!(
-            store.kv_keys("a", "last/").unwrap(),
-            ["last/a", "last/b", "last/é"]
-        );
-        assert_eq!(
-            store.kv_keys("a", "last").unwrap(),
-            ["last", "last/a", "last/b", "last/é", "lasting"]
-        );
-        assert_eq!(store.kv_keys("a", "").unwrap().len(), 9);
-        assert!(store.kv_keys("a", "nope").unwrap().is_empty());
-        assert_eq!(store.kv_keys("b", "").unwrap(), ["k", "last/c"]);
-
-        store.kv_delete("a", "k").unwrap();
-        store.kv_delete("a", "never-set").unwrap();
-        assert_eq!(store.kv_get("a", "k").unwrap(), None);
-        assert_eq!(store.kv_get("b", "k").unwrap().as_deref(), Some("other"));
     }
 
     #[test]
@@ -1509,31 +1454,5 @@ mod tests {
             )
             .unwrap();
         assert!(matches!(store.run(&run.id), Err(StateError::Query(_))));
-    }
-
-    #[test]
-    fn a_jobs_state_stays_within_its_limits() {
-        let store = SqliteStore::open_in_memory().unwrap();
-        let small = KvLimits { keys: 2, bytes: 20 };
-        store.kv_set("db", "a", "1234", small).unwrap();
-        store.kv_set("db", "b", "5678", small).unwrap();
-        let err = store.kv_set("db", "c", "x", small).unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("3 keys: its limit is 2 keys (state-keys)"),
-            "{err}"
-        );
-        // Replacing a key counts its new value, not the old one too.
-        store.kv_set("db", "a", "123456789", small).unwrap();
-        let err = store
-            .kv_set("db", "a", "x".repeat(20).as_str(), small)
-            .unwrap_err();
-        assert!(err.to_string().contains("state-limit"), "{err}");
-        assert_eq!(
-            store.kv_get("db", "a").unwrap().as_deref(),
-            Some("123456789")
-        );
-        // Other jobs have their own.
-        store.kv_set("web", "c", "x", small).unwrap();
     }
 }
