@@ -1,7 +1,7 @@
 //! The `cairn` command: parses arguments and calls the library.
 //!
 //! Exit codes: 0 success, 1 a run (or other operation) failed, 2 usage or
-//! configuration error.
+//! configuration error, 12 wrong repository password (as restic).
 
 mod cli;
 
@@ -15,11 +15,7 @@ fn main() -> ExitCode {
             for cause in err.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            if cli::is_usage_error(&err) {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(cli::exit_code(&err))
         }
     }
 }

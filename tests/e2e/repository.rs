@@ -300,7 +300,7 @@ fn directory_backup_restores_bytes_modes_links_and_empty_dirs_and_restic_reads_i
     let snapshot_line = out
         .stdout
         .lines()
-        .find_map(|l| l.strip_prefix("snapshot: "))
+        .find_map(|l| l.strip_prefix("snapshot ")?.strip_suffix(" saved"))
         .with_context(|| format!("backup printed no snapshot id\n{out}"))?;
     let snapshot_id = snapshot_line.trim().to_owned();
     anyhow::ensure!(
@@ -689,9 +689,13 @@ fn backup_killed_midway_leaves_a_valid_repository_an_interrupted_run_and_the_nex
         "the repository's data dir did not grow within 20 s of starting the backup"
     );
 
+    // The killed run's lock file is left, as a killed restic's is; restic
+    // 0.14 does not skip it by itself (`--no-lock`, or `restic unlock`),
+    // Cairn removes it as stale (its process is gone).
     let repo = scratch.path("repo");
-    restic_ok(&repo, &["check"])?;
+    restic_ok(&repo, &["--no-lock", "check"])?;
     cairn_ok(&scratch, &["check"])?;
+    restic_ok(&repo, &["check"])?;
     anyhow::ensure!(snapshots(&scratch, Some("files"))?.is_empty());
 
     let runs = cairn_ok(&scratch, &["--json", "runs", "--job", "files"])?.json()?;
@@ -790,5 +794,158 @@ fn second_backup_of_unchanged_data_adds_less_than_a_mebibyte() -> anyhow::Result
         second - first
     );
     anyhow::ensure!(snapshots(&scratch, Some("files"))?.len() == 2);
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// Copies, checks that read data, damage, and a wrong password
+// ---------------------------------------------------------------------------
+
+/// Every pack file under `repo/data`, with its size.
+fn packs(repo: &Path) -> anyhow::Result<BTreeMap<PathBuf, u64>> {
+    let mut out = BTreeMap::new();
+    for sub in std::fs::read_dir(repo.join("data"))? {
+        for pack in std::fs::read_dir(sub?.path())? {
+            let pack = pack?;
+            out.insert(pack.path(), pack.metadata()?.len());
+        }
+    }
+    Ok(out)
+}
+
+#[test]
+fn copy_to_checks_damage_and_a_wrong_password_through_the_cli() -> anyhow::Result<()> {
+    let scratch = Scratch::new()?;
+    let (src, target) = (scratch.path("src"), scratch.path("restored"));
+    std::fs::create_dir(&src)?;
+    std::fs::write(src.join("good.txt"), "intact\n")?;
+    let offsite = format!(
+        "[repositories.offsite]\npath = \"offsite\"\npassword-env = \"{PASSWORD_ENV}\"\n\n"
+    );
+    scratch.write_config(&format!(
+        "{offsite}{}",
+        repo_config(&dir_job("files", &src, &target, "copy-to = [\"offsite\"]"))
+    ))?;
+
+    // A backup is copied to `offsite` after it is committed.
+    let (first, report) = backup(&scratch, "files")?;
+    let run_id = report["run_id"].as_str().context("a run id")?.to_owned();
+    let log = cairn_ok(&scratch, &["runs", "show", &run_id])?;
+    anyhow::ensure!(
+        log.stdout.contains("copied to repository `offsite`"),
+        "{log}"
+    );
+    let listed: Value = serde_json::from_slice(&restic_ok(
+        &scratch.path("offsite"),
+        &["snapshots", "--json"],
+    )?)?;
+    anyhow::ensure!(listed.as_array().map(Vec::len) == Some(1), "{listed}");
+    let out = cairn_ok(&scratch, &["copy", "--to", "offsite"])?;
+    anyhow::ensure!(
+        out.stdout
+            .contains("0 snapshot(s) copied to `offsite`, 1 already there"),
+        "{out}"
+    );
+    let out = cairn(&scratch, &["copy", "--to", "elsewhere"])?;
+    anyhow::ensure!(
+        out.code != Some(0) && out.stderr.contains("[repositories.elsewhere]"),
+        "{out}"
+    );
+
+    // check: structure, a subset, all; the two data flags exclude each other.
+    cairn_ok(&scratch, &["check"])?;
+    let out = cairn_ok(&scratch, &["check", "--read-data-subset", "50%"])?;
+    anyhow::ensure!(out.stdout.contains("data subset 50% read"), "{out}");
+    let out = cairn(
+        &scratch,
+        &["check", "--read-data", "--read-data-subset", "1/2"],
+    )?;
+    out.expect_code(2)?;
+    let out = cairn(&scratch, &["check", "--read-data-subset", "lots"])?;
+    anyhow::ensure!(
+        out.code != Some(0) && out.stderr.contains("not a data subset"),
+        "{out}"
+    );
+
+    // A second backup adds a big file: its data lands in new packs (the
+    // small file's is already stored). Damage them.
+    let before = packs(&scratch.path("repo"))?;
+    write_random_file(&src.join("bad.bin"), 2 << 20)?;
+    backup(&scratch, "files")?;
+    let mut damaged = Vec::new();
+    for (pack, size) in packs(&scratch.path("repo"))? {
+        if before.contains_key(&pack) || size < 1 << 20 {
+            continue;
+        }
+        let mut bytes = std::fs::read(&pack)?;
+        bytes[(size / 2) as usize] ^= 0x01;
+        std::fs::set_permissions(&pack, std::fs::Permissions::from_mode(0o644))?;
+        std::fs::write(&pack, bytes)?;
+        damaged.push(
+            pack.file_name()
+                .context("a name")?
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    anyhow::ensure!(
+        damaged.len() == 1,
+        "expected one new data pack, damaged {damaged:?}"
+    );
+    let pack = &damaged[0];
+
+    let out = cairn(&scratch, &["check", "--read-data"])?;
+    out.expect_code(1)?;
+    // restic and rustic name a pack by its first 8 hex digits.
+    anyhow::ensure!(
+        out.stderr.contains(&pack[..8]),
+        "check does not name {pack}\n{out}"
+    );
+
+    // A restore fails naming the pack; --skip-damaged brings back the rest.
+    let out = cairn(&scratch, &["restore", "files"])?;
+    out.expect_code(1)?;
+    anyhow::ensure!(
+        out.stderr.contains(pack.as_str()) && out.stderr.contains("--skip-damaged"),
+        "the restore's error names the pack and what to do\n{out}"
+    );
+    anyhow::ensure!(
+        !target.join("bad.bin").exists(),
+        "a damaged file was restored"
+    );
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    let out = cairn(&scratch, &["--json", "restore", "files", "--skip-damaged"])?;
+    out.expect_code(0)?;
+    anyhow::ensure!(std::fs::read_to_string(target.join("good.txt"))? == "intact\n");
+    anyhow::ensure!(
+        !target.join("bad.bin").exists(),
+        "a damaged file was restored"
+    );
+    let run_id = out.json()?["run_id"]
+        .as_str()
+        .context("a run id")?
+        .to_owned();
+    let log = cairn_ok(&scratch, &["runs", "show", &run_id])?;
+    anyhow::ensure!(
+        log.stdout.contains("left out") && log.stdout.contains("bad.bin"),
+        "the run log lists what was left out\n{log}"
+    );
+
+    // The first snapshot, in the copy, is untouched by the damage.
+    let out = cairn(
+        &scratch,
+        &["copy", "--to", "offsite", "--job", "files", &first],
+    )?;
+    out.expect_code(0)?;
+
+    // A wrong password: exit 12, as restic, for a command and for a run.
+    let wrong = [(PASSWORD_ENV, "not the password")];
+    for args in [&["snapshots"][..], &["backup", "files"], &["check"]] {
+        let out = cairn_with_env(args, scratch.dir.path(), &wrong)?;
+        out.expect_code(12)?;
+        anyhow::ensure!(out.stderr.contains("password"), "{out}");
+    }
     Ok(())
 }

@@ -294,12 +294,28 @@ pub struct CliOutput {
 }
 
 impl CliOutput {
-    /// Standard output parsed as one JSON document.
+    /// Standard output parsed as one JSON document; for a run's
+    /// newline-delimited `status` and `summary` messages, the `summary`.
     ///
     /// # Errors
     /// When it is not JSON.
     pub fn json(&self) -> anyhow::Result<Value> {
-        serde_json::from_str(self.stdout.trim())
+        let text = self.stdout.trim();
+        serde_json::from_str(text)
+            .or_else(|e| {
+                let messages: Vec<Value> = text
+                    .lines()
+                    .map(serde_json::from_str)
+                    .collect::<Result<_, _>>()
+                    .map_err(|_| e)?;
+                Ok::<_, serde_json::Error>(
+                    messages
+                        .into_iter()
+                        .rev()
+                        .find(|m| m["message_type"] == "summary")
+                        .unwrap_or(Value::Null),
+                )
+            })
             .with_context(|| format!("stdout of `{}` is not JSON\n{self}", self.command))
     }
 

@@ -978,7 +978,7 @@ impl Host for StorageCap {
             ),
             &[],
         );
-        let info = blocking(move || {
+        let restored = blocking(move || {
             // The repository writes into a fresh directory of the host's;
             // its entries then replace (never write through) the target's.
             let staging = Staging::create(&target)?;
@@ -988,9 +988,20 @@ impl Host for StorageCap {
                 fs::copy_dir_meta(&staging.fd, &target.fd, &target.path)?;
             }
             drop(staging);
-            Ok(restored.info)
+            Ok(restored)
         })
         .await?;
+        for damaged in &restored.damaged {
+            self.log.push("warn", &format!("left out: {damaged}"), &[]);
+        }
+        for skipped in &restored.skipped {
+            self.log.push(
+                "warn",
+                &format!("left out `{skipped}`: device nodes, FIFOs and sockets are not restored"),
+                &[],
+            );
+        }
+        let info = restored.info;
         self.record(&info, "restored");
         Ok(to_wit(&info))
     }

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use super::UsageError;
-use super::output::{print_report, progress_sink};
+use super::output::{RunProgress, Style, print_report};
 use cairn::config;
 use cairn::runner::{RunOptions, Runner};
 use cairn::state::RunKind;
@@ -33,7 +33,8 @@ pub(super) async fn run_job(
     kind: RunKind,
     set: &[String],
     snapshot: Option<&str>,
-    json: bool,
+    skip_damaged: bool,
+    style: Style,
 ) -> anyhow::Result<ExitCode> {
     let overrides = parse_overrides(set)?;
     let config = config::load(config_path)?;
@@ -46,8 +47,22 @@ pub(super) async fn run_job(
         ))
         .into());
     }
+    let uses_repository = config.repository.is_some();
     let runner = Runner::open(config)?;
-    let (sink, bar) = progress_sink();
+    if uses_repository && matches!(kind, RunKind::Backup | RunKind::Restore) {
+        // A wrong password is its own exit code (12, as restic), not a failed run.
+        if let Err(e) = runner.repository(kind == RunKind::Backup).await
+            && e.chain().any(|c| {
+                matches!(
+                    c.downcast_ref::<cairn::repository::RepoError>(),
+                    Some(cairn::repository::RepoError::WrongPassword { .. })
+                )
+            })
+        {
+            return Err(e);
+        }
+    }
+    let progress = RunProgress::new(job, style);
     // Ctrl-C / SIGTERM cancel the run: `finally` steps run, nothing is
     // committed, and the run is recorded `cancelled`.
     let cancel = tokio_util::sync::CancellationToken::new();
@@ -67,17 +82,17 @@ pub(super) async fn run_job(
     let opts = RunOptions {
         overrides,
         snapshot: snapshot.map(str::to_string),
-        progress: sink,
+        skip_damaged,
+        progress: progress.sink(),
+        phase: progress.phase(),
         cancel,
         ..RunOptions::default()
     };
     let report = runner.run(job, kind, opts).await;
     watcher.abort();
+    progress.finish();
     let report = report?;
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    print_report(&report, json);
+    print_report(&report, style);
     Ok(if report.succeeded() {
         ExitCode::SUCCESS
     } else {

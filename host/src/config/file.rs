@@ -19,6 +19,10 @@ pub struct ConfigFile {
     /// Where snapshots are kept (implemented by the repository module).
     #[serde(default)]
     pub repository: Option<RepositoryFile>,
+    /// Other repositories snapshots are copied to (`cairn copy --to NAME`,
+    /// a job's `copy-to`), by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, RepositoryFile>,
     /// Where run history and job state are kept.
     #[serde(default)]
     pub state: StateFile,
@@ -82,11 +86,48 @@ pub struct RetriesFile {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RepositoryFile {
-    /// Local directory of the repository.
-    pub path: PathBuf,
+    /// Local directory of the repository (or use `url`).
+    pub path: Option<PathBuf>,
+    /// Where the repository is, as restic writes it: a path,
+    /// `s3:http://host:port/bucket/prefix` or `rest:http://host:port/`.
+    pub url: Option<String>,
     /// Environment variable holding the repository password.
     pub password_env: Option<String>,
     /// File holding the repository password.
+    pub password_file: Option<PathBuf>,
+    /// Settings of an `s3:` repository.
+    pub s3: Option<S3File>,
+    /// Settings of a `rest:` repository.
+    pub rest: Option<RestFile>,
+}
+
+/// `[repository.s3]`: region and where the credentials come from (by
+/// default the variables restic reads, `AWS_ACCESS_KEY_ID` and
+/// `AWS_SECRET_ACCESS_KEY`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct S3File {
+    /// Signing region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Environment variable holding the access key id.
+    pub access_key_id_env: Option<String>,
+    /// File holding the access key id.
+    pub access_key_id_file: Option<PathBuf>,
+    /// Environment variable holding the secret access key.
+    pub secret_access_key_env: Option<String>,
+    /// File holding the secret access key.
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+/// `[repository.rest]`: HTTP basic auth for a `rest:` repository.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct RestFile {
+    /// User name.
+    pub username: Option<String>,
+    /// Environment variable holding the password.
+    pub password_env: Option<String>,
+    /// File holding the password.
     pub password_file: Option<PathBuf>,
 }
 
@@ -96,6 +137,13 @@ pub struct RepositoryFile {
 pub struct StateFile {
     /// SQLite database path (default `.cairn/state.db`, relative to the config file).
     pub path: Option<PathBuf>,
+    /// PostgreSQL database shared by several daemons, `postgres://USER@HOST:PORT/DB`
+    /// (never with a password: see `password-env` / `password-file`).
+    pub url: Option<String>,
+    /// Environment variable holding the PostgreSQL password.
+    pub password_env: Option<String>,
+    /// File holding the PostgreSQL password.
+    pub password_file: Option<PathBuf>,
 }
 
 /// `[runtime]`.
@@ -155,6 +203,14 @@ pub struct JobFile {
     pub retries: RetriesFile,
     /// How many finished runs of the job the run history keeps (default 100).
     pub keep_runs: Option<u32>,
+    /// Node labels a daemon needs to run this job (`cairn daemon --labels`):
+    /// e.g. the node that has the directory a backup reads.
+    #[serde(default)]
+    pub node_labels: Vec<String>,
+    /// Repositories (`[repositories.NAME]`) each new snapshot of the job is
+    /// copied to after its backup.
+    #[serde(default)]
+    pub copy_to: Vec<String>,
     /// Wall-clock timeout of a run, e.g. `2h`, `30s` (default `1h`).
     pub timeout: Option<String>,
     /// Linear-memory limit, e.g. `256MiB` (default `512MiB`).

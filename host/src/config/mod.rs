@@ -68,6 +68,11 @@ pub struct JobConfig {
     pub grants: Grants,
     /// Webhooks called when a run ends.
     pub notify: Vec<Webhook>,
+    /// Labels a daemon node needs to run the job (`node-labels`).
+    pub node_labels: Vec<String>,
+    /// Repositories (names in [`Config::repositories`]) each new snapshot of
+    /// the job is copied to after its backup.
+    pub copy_to: Vec<String>,
 }
 
 /// A validated configuration.
@@ -79,8 +84,12 @@ pub struct Config {
     pub base_dir: PathBuf,
     /// `[repository]`, with its paths made absolute.
     pub repository: Option<RepositorySettings>,
+    /// Other repositories (`[repositories.NAME]`): destinations of `cairn copy`.
+    pub repositories: BTreeMap<String, RepositorySettings>,
     /// SQLite database path (absolute).
     pub state_path: PathBuf,
+    /// `[state] url`: a PostgreSQL database used instead of the SQLite file.
+    pub state_postgres: Option<crate::model::PostgresState>,
     /// Compile cache directory (absolute).
     pub cache_dir: PathBuf,
     /// Secret sources by name.
@@ -93,6 +102,18 @@ pub struct Config {
     pub jobs: BTreeMap<String, JobConfig>,
     /// `cairn daemon` settings.
     pub daemon: DaemonConfig,
+}
+
+impl Config {
+    /// Where run history and job state are kept: `[state] url` if set, else
+    /// the SQLite file.
+    #[must_use]
+    pub fn state_location(&self) -> crate::model::StateLocation {
+        match &self.state_postgres {
+            Some(pg) => crate::model::StateLocation::Postgres(pg.clone()),
+            None => crate::model::StateLocation::Sqlite(self.state_path.clone()),
+        }
+    }
 }
 
 /// Default address of the daemon's HTTP API.

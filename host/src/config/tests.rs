@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::check::grant_program;
 use super::*;
 use crate::builtins;
-use crate::model::{Access, ModuleKind, SecretGrant};
+use crate::model::{Access, Location, ModuleKind, SecretGrant};
 
 /// A fresh directory under the system temp dir, removed on drop.
 struct TempDir(PathBuf);
@@ -294,7 +294,7 @@ allow.functions = ["snapshot", "http-request"]
 "#;
     let config = parse(text, "cairn.toml", &base)?;
     let repository = config.repository.as_ref().expect("repository");
-    assert_eq!(repository.path, dir.0.join("repo"));
+    assert_eq!(repository.location, Location::Local(dir.0.join("repo")));
     assert_eq!(
         repository.password,
         Some(SecretSource::File(base.join("repo.pass")))
@@ -941,8 +941,8 @@ fn load_resolves_against_the_files_directory() -> anyhow::Result<()> {
     assert_eq!(config.source.as_deref(), Some(file.as_path()));
     assert_eq!(config.base_dir, dir.0);
     assert_eq!(
-        config.repository.as_ref().map(|r| r.path.clone()),
-        Some(dir.0.join("repo"))
+        config.repository.as_ref().map(|r| r.location.clone()),
+        Some(Location::Local(dir.0.join("repo")))
     );
     assert!(
         config
@@ -952,4 +952,82 @@ fn load_resolves_against_the_files_directory() -> anyhow::Result<()> {
             .contains("defines no jobs")
     );
     Ok(())
+}
+
+#[test]
+fn state_url_selects_postgres_with_a_password_from_a_secret() {
+    let text = r#"
+[state]
+url = "postgres://cairn@db.internal:5432/cairn"
+password-file = "secrets/pg"
+
+[jobs.files]
+task = "builtin:command"
+params = { command = ["true"] }
+node-labels = ["has-data", "site=paris"]
+"#;
+    let config = parse(text, "test.toml", Path::new("/srv/cairn")).unwrap();
+    match config.state_location() {
+        crate::model::StateLocation::Postgres(pg) => {
+            assert_eq!(pg.url, "postgres://cairn@db.internal:5432/cairn");
+            assert_eq!(
+                pg.password,
+                Some(SecretSource::File(PathBuf::from("/srv/cairn/secrets/pg")))
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.jobs["files"].node_labels, ["has-data", "site=paris"]);
+    // Without `url`, the SQLite file is the default.
+    let config = parse("", "test.toml", Path::new("/srv/cairn")).unwrap();
+    assert_eq!(
+        config.state_location(),
+        crate::model::StateLocation::Sqlite(PathBuf::from("/srv/cairn/.cairn/state.db"))
+    );
+}
+
+#[test]
+fn bad_state_urls_are_reported_at_their_key_without_the_password() {
+    let found = problems(
+        r#"
+[state]
+url = "postgres://cairn:hunter2@db:5432/cairn"
+"#,
+    );
+    let p = find(&found, &["url", "holds a password", "password-env"]);
+    assert!(!p.to_string().contains("hunter2"), "{p}");
+    let found = problems(
+        r#"
+[state]
+url = "postgres://cairn@db/cairn"
+path = "state.db"
+password-env = "PG"
+password-file = "pg"
+
+[jobs.x]
+task = "builtin:command"
+node-labels = ["no spaces", "site=", "ok=fine"]
+"#,
+    );
+    find(&found, &["url", "and `path` are both set"]);
+    find(
+        &found,
+        &["password-file", "and `password-env` are both set"],
+    );
+    find(
+        &found,
+        &[
+            "node-labels",
+            "`no spaces` is not a valid node label",
+            "line 10",
+        ],
+    );
+    find(
+        &found,
+        &["node-labels", "`site=` is not a valid node label"],
+    );
+    assert!(
+        !found.iter().any(|p| p.to_string().contains("`ok=fine`")),
+        "{found:#?}"
+    );
 }

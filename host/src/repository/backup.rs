@@ -49,13 +49,17 @@ pub struct BackupSession {
     parts: Vec<Part>,
     notes: BTreeMap<String, String>,
     failures: Vec<String>,
+    /// The job's latest snapshot when the session began: the parent of tree
+    /// artifacts (unchanged files are not read again, and the summary counts
+    /// files new, changed and unchanged, as restic's does).
+    parent: Option<String>,
     _lock: RepoLock,
 }
 
 impl std::fmt::Debug for BackupSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BackupSession")
-            .field("repository", &self.owner.path())
+            .field("repository", &self.owner.location().to_string())
             .field("meta", &self.meta)
             .field("artifacts", &self.artifacts())
             .field("failures", &self.failures)
@@ -207,15 +211,20 @@ impl BackupSession {
         ] {
             if value.is_empty() || value.contains(',') {
                 return Err(RepoError::Failed {
-                    what: format!("starting a backup in {}", owner.path().display()),
+                    what: format!("starting a backup in {}", owner.location()),
                     message: format!("the {what} `{value}` must be non-empty and contain no `,`"),
                 });
             }
         }
-        let repo = repo.to_indexed_ids().map_err(failed(format!(
-            "reading the index of {}",
-            owner.path().display()
-        )))?;
+        let job_tag = format!("{JOB_TAG}{}", meta.job);
+        let parent = repo
+            .get_matching_snapshots(|sn| sn.tags.contains(&job_tag))
+            .ok()
+            .and_then(|snaps| snaps.into_iter().max_by(|a, b| a.time.cmp(&b.time)))
+            .map(|sn| sn.id.to_hex().as_str().to_string());
+        let repo = repo
+            .to_indexed_ids()
+            .map_err(failed(format!("reading the index of {}", owner.location())))?;
         gate.hold();
         Ok(Self {
             owner,
@@ -226,6 +235,7 @@ impl BackupSession {
             parts: Vec::new(),
             notes: BTreeMap::new(),
             failures: Vec::new(),
+            parent,
             _lock: lock,
         })
     }
@@ -252,7 +262,7 @@ impl BackupSession {
         let src = OneShot {
             entries: Mutex::new(Some(Box::new(entries.into_iter()))),
         };
-        let result = self.archive_source(path, src);
+        let result = self.archive_source(path, src, None);
         self.gate.discard();
         let mut errors = health.errors();
         match result {
@@ -268,12 +278,26 @@ impl BackupSession {
         })
     }
 
-    fn archive_source<R>(&self, path: &str, src: R) -> RusticResult<SnapshotFile>
+    /// Archive `src` under `path`, against `parent` (a snapshot id) if given.
+    fn archive_source<R>(
+        &self,
+        path: &str,
+        src: R,
+        parent: Option<&str>,
+    ) -> RusticResult<SnapshotFile>
     where
         R: ReadSource<Open = Opener, Iter = EntryIter> + 'static,
     {
-        // a part never has a parent: unchanged-looking stream nodes must not reuse old content
-        let opts = BackupOptions::default().parent_opts(ParentOptions::default().force(true));
+        // A stream part never has a parent: unchanged-looking stream nodes
+        // must not reuse old content. A tree part is compared with the job's
+        // previous snapshot, found by id whatever its host or paths.
+        let parent_opts = match parent {
+            Some(id) => ParentOptions::default()
+                .group_by(rustic_core::SnapshotGroupCriterion::new())
+                .parents(vec![id.to_string()]),
+            None => ParentOptions::default().force(true),
+        };
+        let opts = BackupOptions::default().parent_opts(parent_opts);
         let snap = SnapshotOptions::default().to_snapshot()?;
         self.repo.archive(&opts, &src, snap, &[PathBuf::from(path)])
     }
@@ -415,7 +439,7 @@ impl BackupSession {
         let src = OneShot {
             entries: Mutex::new(Some(Box::new(entries.into_iter().chain(walk)))),
         };
-        let result = self.archive_source(name, src);
+        let result = self.archive_source(name, src, self.parent.as_deref());
         self.gate.discard();
         let mut errors = health.errors();
         let snap = match result {
@@ -432,10 +456,17 @@ impl BackupSession {
                 });
             }
         };
+        // Files unchanged since the parent are not read: the summary has the
+        // size of every file.
+        let read = health.bytes.load(AtomicOrdering::Relaxed);
+        let size = snap
+            .summary
+            .as_ref()
+            .map_or(read, |s| s.total_bytes_processed.max(read));
         let info = ArtifactInfo {
             name: name.to_string(),
             kind: ArtifactKind::Tree,
-            size: health.bytes.load(AtomicOrdering::Relaxed),
+            size,
         };
         self.parts.push(Part {
             info: info.clone(),
@@ -472,7 +503,7 @@ impl BackupSession {
             "committing the snapshot of job `{}` run `{}` to {}",
             self.meta.job,
             self.meta.run_id,
-            self.owner.path().display()
+            self.owner.location()
         );
         if !self.failures.is_empty() {
             return Err(RepoError::Failed {
@@ -493,6 +524,7 @@ impl BackupSession {
             parts,
             notes,
             failures: _,
+            parent: _,
             _lock,
         } = self;
 
@@ -627,10 +659,16 @@ impl BackupSession {
         for p in &parts {
             if let Some(s) = &p.snap.summary {
                 summary.files_new += s.files_new;
+                summary.files_changed += s.files_changed;
+                summary.files_unmodified += s.files_unmodified;
                 summary.dirs_new += s.dirs_new;
+                summary.dirs_changed += s.dirs_changed;
+                summary.dirs_unmodified += s.dirs_unmodified;
                 summary.total_files_processed += s.total_files_processed;
                 summary.total_dirs_processed += s.total_dirs_processed;
-                summary.total_bytes_processed += s.total_bytes_processed;
+                // rustic counts a stream's file as 0 bytes (its size is
+                // only known once read): take the bytes read.
+                summary.total_bytes_processed += s.total_bytes_processed.max(p.info.size);
                 summary.data_blobs += s.data_blobs;
                 summary.tree_blobs += s.tree_blobs;
                 summary.data_added += s.data_added;

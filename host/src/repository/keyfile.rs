@@ -15,43 +15,44 @@
 //! named by the SHA-256 of its bytes; restic and rustic open it as any other.
 //! Repositories made by `restic init` keep their own key files.
 
-use std::path::{Path, PathBuf};
-
 use aes256ctr_poly1305aes::Aes256CtrPoly1305Aes;
 use aes256ctr_poly1305aes::aead::AeadInPlace;
 use rustic_core::repofile::{KeyFile, MasterKey};
 use sha2::{Digest, Sha256};
+
+use super::store::Store;
 
 /// scrypt's cost parameters for the key files Cairn writes: 128 · N · r bytes = 32 MiB.
 pub(super) const SCRYPT_LOG_N: u8 = 15;
 pub(super) const SCRYPT_R: u32 = 8;
 pub(super) const SCRYPT_P: u32 = 1;
 
-/// Replace the one key file in the new repository at `repo` with one that holds
-/// `master` under `password`, derived with [`SCRYPT_LOG_N`], [`SCRYPT_R`] and
-/// [`SCRYPT_P`]. The new file is in place before the old one is removed.
+/// Replace the one key file in the new repository in `store` with one that
+/// holds `master` under `password`, derived with [`SCRYPT_LOG_N`],
+/// [`SCRYPT_R`] and [`SCRYPT_P`]. The new file is in place before the old
+/// one is removed.
 pub(super) fn rewrite_with_restic_cost(
-    repo: &Path,
+    store: &dyn Store,
     password: &str,
     master: &MasterKey,
 ) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let dir = repo.join("keys");
-    let old: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("listing {}", dir.display()))?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("listing {}", dir.display()))?;
-    let [old] = old.as_slice() else {
+    let listed = store
+        .list("keys")
+        .map_err(|e| anyhow::anyhow!("listing keys: {}", e.message))?;
+    let [(old, _)] = listed.as_slice() else {
         anyhow::bail!(
-            "{} holds {} key files; a new repository has exactly one",
-            dir.display(),
-            old.len()
+            "keys/ of {} holds {} key files; a new repository has exactly one",
+            store.location(),
+            listed.len()
         );
     };
-    let text = std::fs::read(old).with_context(|| format!("reading {}", old.display()))?;
-    let mut file: KeyFile = serde_json::from_slice(&text)
-        .with_context(|| format!("reading key file {}", old.display()))?;
+    let old = format!("keys/{old}");
+    let text = store
+        .read(&old, None)
+        .map_err(|e| anyhow::anyhow!("reading {old}: {}", e.message))?;
+    let mut file: KeyFile =
+        serde_json::from_slice(&text).with_context(|| format!("reading key file {old}"))?;
 
     let mut salt = vec![0u8; 64];
     getrandom::fill(&mut salt).context("getting random bytes for the key's salt")?;
@@ -93,14 +94,12 @@ pub(super) fn rewrite_with_restic_cost(
     file.salt = salt;
     file.data = data;
     let bytes = serde_json::to_vec(&file).context("encoding the key file")?;
-    let id = hex::encode(Sha256::digest(&bytes));
-    let new = dir.join(&id);
-    let tmp = dir.join(format!(".{id}.tmp"));
-    std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &new).with_context(|| format!("writing {}", new.display()))?;
-    std::fs::remove_file(old).with_context(|| format!("removing {}", old.display()))?;
+    let new = format!("keys/{}", hex::encode(Sha256::digest(&bytes)));
+    store
+        .write(&new, &[bytes::Bytes::from(bytes)])
+        .map_err(|e| anyhow::anyhow!("writing {new}: {}", e.message))?;
+    store
+        .remove(&old)
+        .map_err(|e| anyhow::anyhow!("removing {old}: {}", e.message))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Restic-compatible snapshot repository (rustic_core behind Cairn's own types).
 //!
 //! Everything Cairn stores lives in a restic repository (format version 2, zstd),
-//! written through `rustic_core` 0.13 with the local backend of `rustic_backend` 0.7.
+//! written through `rustic_core` 0.13 on Cairn's own stores ([`store`]: local, S3, REST).
 //! No rustic type crosses this module's boundary, so a version bump touches only
 //! this folder.
 //!
@@ -27,35 +27,34 @@
 //! until [`BackupSession::commit`]. A failed, aborted or killed session leaves only
 //! unreferenced packs, which [`Repository::prune`] removes.
 //!
+//! # Where
+//!
+//! A local directory, an S3 bucket or a REST server ([`store`]); the same
+//! code runs on each, and restic reads what Cairn writes on each.
+//!
 //! # Locking
 //!
-//! rustic takes no repository locks. Cairn serialises its own processes with
-//! `flock(2)` on `<repository path>.cairn-lock`, a file next to the repository
-//! directory: backups, restores and checks hold a shared lock, `forget` and `prune`
-//! an exclusive one (waiting up to [`DEFAULT_LOCK_TIMEOUT`]). External restic
-//! processes are not covered.
+//! restic's lock files in `locks/` ([`lock`]): backups, restores, checks and
+//! copies hold a shared lock, `forget` and `prune` an exclusive one, waiting
+//! up to [`DEFAULT_LOCK_TIMEOUT`]. restic honours them, and Cairn honours
+//! restic's; processes on several hosts sharing one bucket see each other's.
 //!
 //! All calls block (rustic starts its own threads); call them from
 //! `tokio::task::spawn_blocking`.
 
 mod backup;
+mod copy;
 mod gate;
 mod keyfile;
 mod lock;
 mod restore;
 mod retention;
+pub mod store;
 #[cfg(test)]
 mod tests;
 
-use std::{
-    collections::BTreeMap,
-    fmt,
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{collections::BTreeMap, fmt, sync::Arc, time::Duration};
 
-use rustic_backend::BackendOptions;
 use rustic_core::{
     CheckOptions, ConfigOptions, Credentials, KeyOptions, OpenStatus, PruneOptions,
     RepositoryBackends, RepositoryOptions, RusticError,
@@ -63,11 +62,15 @@ use rustic_core::{
 };
 
 pub use backup::BackupSession;
-pub use restore::{RestoreSession, RestoredTree, check_entry_path};
+pub use copy::CopyReport;
+pub use restore::{LsEntry, RestoreSession, RestoredTree, check_entry_path};
 pub use retention::{Retention, apply_retention};
 
 use gate::GateBackend;
 use lock::{LockMode, RepoLock};
+use store::{Backend, Store, StoreError, StoreErrorKind};
+
+pub use crate::model::Location;
 
 /// How long `forget`, `prune`, backups and restores wait for a conflicting
 /// operation on the same repository before failing with [`RepoError::Busy`].
@@ -82,7 +85,7 @@ const JOB_TAG: &str = "job:";
 const TASK_TAG: &str = "task:";
 const RUN_TAG: &str = "run:";
 
-/// A restic repository on a local path, opened with its password.
+/// A restic repository (local, S3 or REST), opened with its password.
 ///
 /// Cheap to clone (an `Arc` inside); `Send + Sync`.
 #[derive(Clone)]
@@ -91,7 +94,8 @@ pub struct Repository {
 }
 
 struct Inner {
-    path: PathBuf,
+    location: Location,
+    store: Arc<dyn Store>,
     key: MasterKey,
     lock_timeout: Duration,
 }
@@ -99,7 +103,7 @@ struct Inner {
 impl fmt::Debug for Repository {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Repository")
-            .field("path", &self.inner.path)
+            .field("location", &self.inner.location.to_string())
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +144,57 @@ pub struct SnapshotInfo {
     pub tags: Vec<String>,
     /// The snapshot's paths: the artifact names.
     pub paths: Vec<String>,
+    /// What the backup found and added (restic's summary), when the
+    /// snapshot has one.
+    pub summary: Option<BackupSummary>,
+}
+
+/// What one backup read and added, as restic's `backup` summary says it:
+/// files and directories new, changed and unchanged since the job's previous
+/// snapshot (a stream artifact is always a new file), bytes read, bytes added
+/// to the repository.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct BackupSummary {
+    /// Files not in the previous snapshot (and every stream).
+    pub files_new: u64,
+    /// Files in the previous snapshot whose content changed.
+    pub files_changed: u64,
+    /// Files in the previous snapshot, unchanged.
+    pub files_unmodified: u64,
+    /// Directories not in the previous snapshot.
+    pub dirs_new: u64,
+    /// Directories whose entries changed.
+    pub dirs_changed: u64,
+    /// Directories unchanged.
+    pub dirs_unmodified: u64,
+    /// Files read (or found unchanged).
+    pub total_files_processed: u64,
+    /// Bytes of those files: the snapshot's size.
+    pub total_bytes_processed: u64,
+    /// Bytes of new blobs added to the repository, before compression.
+    pub data_added: u64,
+    /// The same, as stored (compressed).
+    pub data_added_packed: u64,
+    /// Seconds from the start of the backup to its commit.
+    pub duration_secs: f64,
+}
+
+impl BackupSummary {
+    fn from_rustic(s: &rustic_core::repofile::SnapshotSummary) -> Self {
+        Self {
+            files_new: s.files_new,
+            files_changed: s.files_changed,
+            files_unmodified: s.files_unmodified,
+            dirs_new: s.dirs_new,
+            dirs_changed: s.dirs_changed,
+            dirs_unmodified: s.dirs_unmodified,
+            total_files_processed: s.total_files_processed,
+            total_bytes_processed: s.total_bytes_processed,
+            data_added: s.data_added,
+            data_added_packed: s.data_added_packed,
+            duration_secs: s.backup_duration,
+        }
+    }
 }
 
 /// What an artifact holds.
@@ -212,51 +267,56 @@ impl CheckReport {
 /// on what, and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RepoError {
-    /// No repository (no `config` file) at the path.
-    #[error("no repository at {}: create it with `cairn init`, or fix the repository path", .path.display())]
+    /// No repository (no `config` file) at the location.
+    #[error(
+        "no repository at {location}: create it with `cairn init`, or fix the repository location"
+    )]
     NotInitialised {
-        /// Repository path.
-        path: PathBuf,
+        /// Where.
+        location: String,
     },
-    /// `init` on a path that already holds a repository.
-    #[error("a repository already exists at {}: use it as it is, or choose another path", .path.display())]
+    /// `init` where a repository already is.
+    #[error(
+        "a repository already exists at {location}: use it as it is, or choose another location"
+    )]
     AlreadyInitialised {
-        /// Repository path.
-        path: PathBuf,
+        /// Where.
+        location: String,
     },
-    /// `init` on a path that is neither missing, empty, nor a repository.
-    #[error("cannot create a repository at {}: {why}; choose a missing or empty directory", .path.display())]
+    /// `init` on a location that is neither missing, empty, nor a repository.
+    #[error("cannot create a repository at {location}: {why}; choose a missing or empty location")]
     NotEmpty {
-        /// Repository path.
-        path: PathBuf,
+        /// Where.
+        location: String,
         /// What is in the way.
         why: String,
     },
     /// No key of the repository opens with the password.
-    #[error("wrong password for the repository at {}: check the password configured for it", .path.display())]
-    WrongPassword {
-        /// Repository path.
-        path: PathBuf,
-    },
-    /// The repository path could not be read.
-    #[error("cannot read the repository at {}: {source}; check the path and its permissions", .path.display())]
-    Unreadable {
-        /// Repository path.
-        path: PathBuf,
-        /// The I/O error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// Another Cairn operation holds the repository lock.
     #[error(
-        "repository {} is busy (lock {} held by another backup, forget or prune) for more than {}s: retry later",
-        .path.display(), .lock_file.display(), .waited.as_secs()
+        "wrong password for the repository at {location}: check the password configured for it"
+    )]
+    WrongPassword {
+        /// Where.
+        location: String,
+    },
+    /// The repository could not be read (permissions, credentials, network).
+    #[error("cannot read the repository at {location}: {message}")]
+    Unreadable {
+        /// Where.
+        location: String,
+        /// Why, as the store said it.
+        message: String,
+    },
+    /// Another process (Cairn or restic) holds a conflicting lock.
+    #[error(
+        "repository {location} is busy: {holder} has held a conflicting lock for more than {}s: retry later",
+        .waited.as_secs()
     )]
     Busy {
-        /// Repository path.
-        path: PathBuf,
-        /// The lock file.
-        lock_file: PathBuf,
+        /// Where.
+        location: String,
+        /// Who holds the lock, as its lock file says.
+        holder: String,
         /// How long we waited.
         waited: Duration,
     },
@@ -370,61 +430,45 @@ pub fn validate_name(name: &str) -> Result<(), RepoError> {
     })
 }
 
-fn path_str(path: &Path) -> Result<&str, RepoError> {
-    path.to_str().ok_or_else(|| RepoError::Failed {
-        what: format!("using path {}", path.display()),
-        message: "the path is not valid UTF-8; use a UTF-8 path".into(),
-    })
-}
-
 /// A rustic repository over our commit gate.
 type Rustic = rustic_core::Repository<OpenStatus>;
 
-/// Backends for `path`, with writes of snapshot files going through a fresh gate.
-fn backends(path: &Path) -> Result<(RepositoryBackends, Arc<GateBackend>), RepoError> {
-    let be = BackendOptions::default()
-        .repository(path_str(path)?)
-        .to_backends()
-        .map_err(failed(format!(
-            "opening the local backend at {}",
-            path.display()
-        )))?;
-    let gate = Arc::new(GateBackend::new(be.repository()));
-    Ok((RepositoryBackends::new(gate.clone(), be.repo_hot()), gate))
+/// rustic's backends over `store`, with writes of snapshot files going
+/// through a fresh gate.
+fn backends(store: &Arc<dyn Store>) -> (RepositoryBackends, Arc<GateBackend>) {
+    let gate = Arc::new(GateBackend::new(Arc::new(Backend::new(store.clone()))));
+    (RepositoryBackends::new(gate.clone(), None), gate)
 }
 
 fn repo_options() -> RepositoryOptions {
     RepositoryOptions::default().no_cache(true)
 }
 
-/// Whether `path` holds a restic `config` file.
-fn has_config(path: &Path) -> Result<bool, RepoError> {
-    match std::fs::symlink_metadata(path.join("config")) {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Ok(false),
-        Err(source) => Err(RepoError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        }),
+/// A store failure while doing `what` at `location`, as a [`RepoError`].
+fn store_failed(location: &Location, e: StoreError) -> RepoError {
+    match e.kind {
+        StoreErrorKind::Denied | StoreErrorKind::ReadOnly => RepoError::Unreadable {
+            location: location.to_string(),
+            message: e.message,
+        },
+        _ => RepoError::Failed {
+            what: format!("using the repository at {location}"),
+            message: e.message,
+        },
     }
 }
 
-/// `Some(true)` if `path` is missing or an empty directory, `Some(false)` if a
-/// non-empty directory, error if something else.
-fn missing_or_empty(path: &Path) -> Result<bool, RepoError> {
-    match std::fs::read_dir(path) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) if e.kind() == std::io::ErrorKind::NotADirectory => Err(RepoError::NotEmpty {
-            path: path.to_path_buf(),
-            why: "it is a file, not a directory".into(),
-        }),
-        Err(source) => Err(RepoError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        }),
+/// Whether the store holds a restic `config` file.
+fn has_config(location: &Location, store: &dyn Store) -> Result<bool, RepoError> {
+    match store.size("config") {
+        Ok(found) => Ok(found.is_some()),
+        Err(e) if e.kind == StoreErrorKind::NotFound => Ok(false),
+        Err(e) => Err(store_failed(location, e)),
     }
+}
+
+fn open_store(location: &Location) -> Result<Arc<dyn Store>, RepoError> {
+    store::open(location).map_err(|e| store_failed(location, e))
 }
 
 impl Repository {
@@ -434,62 +478,71 @@ impl Repository {
     ///
     /// # Errors
     ///
-    /// [`RepoError::NotInitialised`] when the path holds no repository (including a
-    /// missing path, which is not created), [`RepoError::WrongPassword`],
+    /// [`RepoError::NotInitialised`] when there is no repository (a missing
+    /// directory is not created), [`RepoError::WrongPassword`],
     /// [`RepoError::Unreadable`] or [`RepoError::Failed`] when it cannot be read.
-    pub fn open(path: &Path, password: &str) -> Result<Self, RepoError> {
-        if !has_config(path)? {
+    pub fn open(location: &Location, password: &str) -> Result<Self, RepoError> {
+        let store = open_store(location)?;
+        if !has_config(location, store.as_ref())? {
             return Err(RepoError::NotInitialised {
-                path: path.to_path_buf(),
+                location: location.to_string(),
             });
         }
-        let (be, _gate) = backends(path)?;
-        let what = format!("opening the repository at {}", path.display());
+        let (be, _gate) = backends(&store);
+        let what = format!("opening the repository at {location}");
         let repo = rustic_core::Repository::new(&repo_options(), &be)
             .map_err(failed(what.clone()))?
             .open(&Credentials::password(password))
             .map_err(|e| {
                 if e.is_incorrect_password() {
                     RepoError::WrongPassword {
-                        path: path.to_path_buf(),
+                        location: location.to_string(),
                     }
                 } else {
                     failed(what)(e)
                 }
             })?;
-        Ok(Self::from_key(path, repo.key()))
+        Ok(Self::from_key(location, store, repo.key()))
     }
 
     /// Create a new repository (restic format version 2, zstd compression).
     ///
-    /// The path may exist if it is an empty directory.
+    /// A local directory may exist if it is empty; a bucket is created if
+    /// missing; a prefix must hold nothing.
     ///
     /// # Errors
     ///
     /// [`RepoError::AlreadyInitialised`] if a repository exists there,
-    /// [`RepoError::NotEmpty`] if the path is a file or a non-empty directory,
-    /// [`RepoError::Io`] / [`RepoError::Failed`] if creating it fails (a directory
-    /// this call created is removed again).
-    pub fn init(path: &Path, password: &str) -> Result<Self, RepoError> {
-        if has_config(path)? {
+    /// [`RepoError::NotEmpty`] if the location holds something else,
+    /// [`RepoError::Io`] / [`RepoError::Failed`] if creating it fails (what
+    /// this call wrote is removed again).
+    pub fn init(location: &Location, password: &str) -> Result<Self, RepoError> {
+        let store = open_store(location)?;
+        if has_config(location, store.as_ref())? {
             return Err(RepoError::AlreadyInitialised {
-                path: path.to_path_buf(),
+                location: location.to_string(),
             });
         }
-        if !missing_or_empty(path)? {
-            return Err(RepoError::NotEmpty {
-                path: path.to_path_buf(),
-                why: "the directory is not empty and holds no repository".into(),
-            });
-        }
-        let created = !path.exists();
-        std::fs::create_dir_all(path).map_err(|source| RepoError::Io {
-            what: format!("creating repository directory {}", path.display()),
-            source,
+        let empty = store.is_empty().map_err(|e| match e.kind {
+            StoreErrorKind::Other => RepoError::NotEmpty {
+                location: location.to_string(),
+                why: e.message.clone(),
+            },
+            _ => store_failed(location, e),
         })?;
+        if !empty {
+            return Err(RepoError::NotEmpty {
+                location: location.to_string(),
+                why: "it is not empty and holds no repository".into(),
+            });
+        }
+        let created_dir = match location {
+            Location::Local(path) => !path.exists(),
+            _ => false,
+        };
         let result = (|| {
-            let (be, _gate) = backends(path)?;
-            let what = format!("initialising a repository at {}", path.display());
+            let (be, _gate) = backends(&store);
+            let what = format!("initialising a repository at {location}");
             let config = ConfigOptions::default()
                 .set_version(2u32)
                 .set_compression(3i32);
@@ -503,45 +556,60 @@ impl Repository {
                 .map_err(failed(what.clone()))?;
             let key = repo.key();
             drop(repo);
-            keyfile::rewrite_with_restic_cost(path, password, &key).map_err(|e| {
+            keyfile::rewrite_with_restic_cost(store.as_ref(), password, &key).map_err(|e| {
                 RepoError::Failed {
                     what,
                     message: format!("{e:#}"),
                 }
             })?;
-            Ok(Self::from_key(path, key))
+            Ok(Self::from_key(location, store.clone(), key))
         })();
         if result.is_err() {
-            // leave nothing behind: empty the directory again (remove it if we created it)
-            if created {
-                let _ = std::fs::remove_dir_all(path);
-            } else if let Ok(entries) = std::fs::read_dir(path) {
-                for e in entries.flatten() {
-                    let _ = std::fs::remove_dir_all(e.path())
-                        .or_else(|_| std::fs::remove_file(e.path()));
+            // Leave nothing behind.
+            match location {
+                Location::Local(path) if created_dir => {
+                    let _ = std::fs::remove_dir_all(path);
+                }
+                Location::Local(path) => {
+                    if let Ok(entries) = std::fs::read_dir(path) {
+                        for e in entries.flatten() {
+                            let _ = std::fs::remove_dir_all(e.path())
+                                .or_else(|_| std::fs::remove_file(e.path()));
+                        }
+                    }
+                }
+                _ => {
+                    let _ = store.remove("config");
+                    for (name, _) in store.list("keys").unwrap_or_default() {
+                        let _ = store.remove(&format!("keys/{name}"));
+                    }
                 }
             }
         }
         result
     }
 
-    /// Open the repository, or create it when the path is missing or an empty
-    /// directory. Returns the repository and whether it was created.
+    /// Open the repository, or create it when the location is missing or
+    /// empty. Returns the repository and whether it was created.
     ///
     /// # Errors
     ///
     /// As [`Repository::open`] and [`Repository::init`].
-    pub fn open_or_init(path: &Path, password: &str) -> Result<(Self, bool), RepoError> {
-        if !has_config(path)? && missing_or_empty(path)? {
-            return Ok((Self::init(path, password)?, true));
+    pub fn open_or_init(location: &Location, password: &str) -> Result<(Self, bool), RepoError> {
+        let store = open_store(location)?;
+        if !has_config(location, store.as_ref())?
+            && store.is_empty().map_err(|e| store_failed(location, e))?
+        {
+            return Ok((Self::init(location, password)?, true));
         }
-        Ok((Self::open(path, password)?, false))
+        Ok((Self::open(location, password)?, false))
     }
 
-    fn from_key(path: &Path, key: MasterKey) -> Self {
+    fn from_key(location: &Location, store: Arc<dyn Store>, key: MasterKey) -> Self {
         Self {
             inner: Arc::new(Inner {
-                path: path.to_path_buf(),
+                location: location.clone(),
+                store,
                 key,
                 lock_timeout: DEFAULT_LOCK_TIMEOUT,
             }),
@@ -553,28 +621,54 @@ impl Repository {
     pub fn with_lock_timeout(self, timeout: Duration) -> Self {
         Self {
             inner: Arc::new(Inner {
-                path: self.inner.path.clone(),
+                location: self.inner.location.clone(),
+                store: self.inner.store.clone(),
                 key: self.inner.key.clone(),
                 lock_timeout: timeout,
             }),
         }
     }
 
-    /// The repository path, as given.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Where the repository is.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    /// The lock files in the repository, described (`an exclusive lock by
+    /// root@host (pid 42) since …`; `stale` when it is ignored).
+    ///
+    /// # Errors
+    /// When they cannot be listed.
+    pub fn locks(&self) -> Result<Vec<String>, RepoError> {
+        Ok(
+            lock::list_locks(self.inner.store.as_ref(), &self.inner.key)?
+                .into_iter()
+                .map(|(path, info)| match info {
+                    Some(info) => format!("{path}: {}", info.describe()),
+                    None => format!("{path}: unreadable"),
+                })
+                .collect(),
+        )
+    }
+
+    /// The directory of a local repository.
+    pub fn local_path(&self) -> Option<&std::path::Path> {
+        match &self.inner.location {
+            Location::Local(path) => Some(path),
+            _ => None,
+        }
     }
 
     /// A fresh rustic handle (own gate) opened with the master key.
     fn rustic(&self) -> Result<(Rustic, Arc<GateBackend>), RepoError> {
-        let path = self.path();
-        if !has_config(path)? {
+        let location = self.location();
+        if !has_config(location, self.inner.store.as_ref())? {
             return Err(RepoError::NotInitialised {
-                path: path.to_path_buf(),
+                location: location.to_string(),
             });
         }
-        let (be, gate) = backends(path)?;
-        let what = format!("opening the repository at {}", path.display());
+        let (be, gate) = backends(&self.inner.store);
+        let what = format!("opening the repository at {location}");
         let repo = rustic_core::Repository::new(&repo_options(), &be)
             .map_err(failed(what.clone()))?
             .open(&Credentials::Masterkey(self.inner.key.clone()))
@@ -582,8 +676,16 @@ impl Repository {
         Ok((repo, gate))
     }
 
-    fn lock(&self, mode: LockMode) -> Result<RepoLock, RepoError> {
-        RepoLock::acquire(self.path(), mode, self.inner.lock_timeout)
+    /// A lock of `mode`; `read_only_ok` for operations that only read (they
+    /// go ahead unlocked where no lock can be written).
+    fn lock(&self, mode: LockMode, read_only_ok: bool) -> Result<RepoLock, RepoError> {
+        RepoLock::acquire(
+            &self.inner.store,
+            &self.inner.key,
+            mode,
+            self.inner.lock_timeout,
+            read_only_ok,
+        )
     }
 
     /// Start the one snapshot of a backup run. Nothing becomes visible until
@@ -595,7 +697,7 @@ impl Repository {
     /// [`RepoError::Busy`] while a prune or forget runs for longer than the lock
     /// timeout; [`RepoError::Failed`] if the repository cannot be opened or indexed.
     pub fn begin_backup(&self, meta: SnapshotMeta) -> Result<BackupSession, RepoError> {
-        let lock = self.lock(LockMode::Shared)?;
+        let lock = self.lock(LockMode::Shared, false)?;
         let (repo, gate) = self.rustic()?;
         BackupSession::new(self.clone(), repo, gate, meta, lock)
     }
@@ -626,10 +728,7 @@ impl Repository {
                 Some(tag) => sn.tags.contains(tag),
                 None => sn.tags.iter().any(|t| t.starts_with(JOB_TAG)),
             })
-            .map_err(failed(format!(
-                "listing snapshots in {}",
-                self.path().display()
-            )))?;
+            .map_err(failed(format!("listing snapshots in {}", self.location())))?;
         snaps.sort_by(|a, b| a.time.cmp(&b.time).then_with(|| a.id.cmp(&b.id)));
         Ok(snaps)
     }
@@ -687,7 +786,7 @@ impl Repository {
     /// [`RepoError::NoSuchSnapshot`] if it no longer exists, [`RepoError::Busy`],
     /// [`RepoError::Failed`].
     pub fn open_restore(&self, snapshot: &SnapshotInfo) -> Result<RestoreSession, RepoError> {
-        let lock = self.lock(LockMode::Shared)?;
+        let lock = self.lock(LockMode::Shared, true)?;
         let (repo, _) = self.rustic()?;
         let snap = self.find_snapshot_file(&repo, &snapshot.job, &snapshot.id)?;
         RestoreSession::new(self, repo, snap, lock)
@@ -707,7 +806,7 @@ impl Repository {
         keep: &Retention,
         dry_run: bool,
     ) -> Result<ForgetReport, RepoError> {
-        let _lock = self.lock(LockMode::Exclusive)?;
+        let _lock = self.lock(LockMode::Exclusive, false)?;
         let (repo, _) = self.rustic()?;
         let snaps = self.snapshot_files(&repo, Some(job))?;
         let times: Vec<jiff::Timestamp> = snaps.iter().map(|s| s.time.timestamp()).collect();
@@ -732,7 +831,7 @@ impl Repository {
             repo.delete_snapshots(&remove_ids).map_err(failed(format!(
                 "removing {} snapshots of job `{job}` from {}",
                 remove_ids.len(),
-                self.path().display()
+                self.location()
             )))?;
         }
         Ok(ForgetReport {
@@ -755,7 +854,7 @@ impl Repository {
         job: &str,
         ids: &[String],
     ) -> Result<Vec<SnapshotInfo>, RepoError> {
-        let _lock = self.lock(LockMode::Exclusive)?;
+        let _lock = self.lock(LockMode::Exclusive, false)?;
         let (repo, _) = self.rustic()?;
         let chosen: Vec<SnapshotFile> = self
             .snapshot_files(&repo, Some(job))?
@@ -767,7 +866,7 @@ impl Repository {
             repo.delete_snapshots(&remove).map_err(failed(format!(
                 "removing {} snapshots of job `{job}` from {}",
                 remove.len(),
-                self.path().display()
+                self.location()
             )))?;
         }
         Ok(chosen.iter().map(snapshot_info).collect())
@@ -780,9 +879,9 @@ impl Repository {
     ///
     /// [`RepoError::Busy`], [`RepoError::Failed`].
     pub fn prune(&self) -> Result<PruneReport, RepoError> {
-        let _lock = self.lock(LockMode::Exclusive)?;
+        let _lock = self.lock(LockMode::Exclusive, false)?;
         let (repo, _) = self.rustic()?;
-        let what = format!("pruning {}", self.path().display());
+        let what = format!("pruning {}", self.location());
         let opts = PruneOptions::default().instant_delete(true);
         let plan = repo.prune_plan(&opts).map_err(failed(what.clone()))?;
         let stats = &plan.stats;
@@ -803,11 +902,35 @@ impl Repository {
     ///
     /// [`RepoError::Busy`], or [`RepoError::Failed`] if the check cannot run.
     pub fn check(&self, read_data: bool) -> Result<CheckReport, RepoError> {
-        let _lock = self.lock(LockMode::Shared)?;
+        self.check_data(read_data.then_some("all"))
+    }
+
+    /// Check the repository's structure and, with `subset`, read data as
+    /// restic's `--read-data-subset` says: `all`, `N%`, `n/m` (the n-th of m
+    /// groups of packs) or a size (`500MiB`, packs chosen at random).
+    ///
+    /// # Errors
+    ///
+    /// [`RepoError::Failed`] for a subset that does not parse (saying the
+    /// forms), [`RepoError::Busy`], or when the check cannot run.
+    pub fn check_data(&self, subset: Option<&str>) -> Result<CheckReport, RepoError> {
+        let mut opts = CheckOptions::default();
+        if let Some(subset) = subset {
+            let parsed: rustic_core::ReadSubsetOption =
+                subset.parse().map_err(|_| RepoError::Failed {
+                    what: format!("checking {}", self.location()),
+                    message: format!(
+                        "`{subset}` is not a data subset: use `all`, a percentage (`10%`), `n/m` \
+                     (`1/5` … `5/5` cover all packs) or a size (`500MiB`)"
+                    ),
+                })?;
+            opts = opts.read_data(true).read_data_subset(parsed);
+        }
+        let _lock = self.lock(LockMode::Shared, true)?;
         let (repo, _) = self.rustic()?;
         let res = repo
-            .check(CheckOptions::default().read_data(read_data))
-            .map_err(failed(format!("checking {}", self.path().display())))?;
+            .check(opts)
+            .map_err(failed(format!("checking {}", self.location())))?;
         let mut report = CheckReport::default();
         for (level, err) in res.0 {
             // `CheckErrorLevel` is not exported by rustic_core 0.13: tell levels apart by name
@@ -843,6 +966,7 @@ fn snapshot_info(s: &SnapshotFile) -> SnapshotInfo {
         hostname: s.hostname.clone(),
         paths: s.paths.iter().cloned().collect(),
         tags,
+        summary: s.summary.as_ref().map(BackupSummary::from_rustic),
     }
 }
 

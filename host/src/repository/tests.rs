@@ -16,6 +16,11 @@ use super::*;
 
 const PW: &str = "test password";
 
+/// The local repository at `path`.
+fn local(path: impl AsRef<Path>) -> Location {
+    Location::Local(path.as_ref().to_path_buf())
+}
+
 /// Pseudo-random bytes (xorshift), `len` of them, handed out in uneven short reads
 /// like a pipe does.
 struct Generator {
@@ -85,7 +90,7 @@ fn meta(job: &str, run: &str) -> SnapshotMeta {
 
 fn new_repo() -> Result<(tempfile::TempDir, Repository)> {
     let dir = tempfile::tempdir()?;
-    let repo = Repository::init(&dir.path().join("repo"), PW)?;
+    let repo = Repository::init(&local(dir.path().join("repo")), PW)?;
     Ok((dir, repo))
 }
 
@@ -207,19 +212,19 @@ fn init_open_and_their_errors() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("repo");
 
-    let err = Repository::open(&path, PW).unwrap_err();
+    let err = Repository::open(&local(&path), PW).unwrap_err();
     assert!(matches!(err, RepoError::NotInitialised { .. }), "{err}");
     assert!(err.to_string().contains("cairn init"), "{err}");
     assert!(!path.exists(), "open must not create the repository");
 
-    let repo = Repository::init(&path, PW)?;
-    assert_eq!(repo.path(), path);
+    let repo = Repository::init(&local(&path), PW)?;
+    assert_eq!(repo.local_path().unwrap(), path);
     assert!(path.join("config").is_file());
-    let err = Repository::init(&path, PW).unwrap_err();
+    let err = Repository::init(&local(&path), PW).unwrap_err();
     assert!(matches!(err, RepoError::AlreadyInitialised { .. }), "{err}");
 
     let before = listing(dir.path());
-    let err = Repository::open(&path, "wrong").unwrap_err();
+    let err = Repository::open(&local(&path), "wrong").unwrap_err();
     assert!(matches!(err, RepoError::WrongPassword { .. }), "{err}");
     assert_eq!(
         listing(dir.path()),
@@ -227,21 +232,21 @@ fn init_open_and_their_errors() -> Result<()> {
         "a wrong password must write nothing"
     );
 
-    Repository::open(&path, PW)?;
-    let (_, created) = Repository::open_or_init(&path, PW)?;
+    Repository::open(&local(&path), PW)?;
+    let (_, created) = Repository::open_or_init(&local(&path), PW)?;
     assert!(!created);
 
     // an empty existing directory can be initialised; a non-empty one cannot
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty)?;
-    let (_, created) = Repository::open_or_init(&empty, PW)?;
+    let (_, created) = Repository::open_or_init(&local(&empty), PW)?;
     assert!(created);
     let full = dir.path().join("full");
     std::fs::create_dir(&full)?;
     std::fs::write(full.join("x"), "x")?;
-    let err = Repository::init(&full, PW).unwrap_err();
+    let err = Repository::init(&local(&full), PW).unwrap_err();
     assert!(matches!(err, RepoError::NotEmpty { .. }), "{err}");
-    let err = Repository::open_or_init(&full, PW).unwrap_err();
+    let err = Repository::open_or_init(&local(&full), PW).unwrap_err();
     assert!(matches!(err, RepoError::NotInitialised { .. }), "{err}");
     Ok(())
 }
@@ -252,7 +257,7 @@ fn init_open_and_their_errors() -> Result<()> {
 fn init_writes_one_key_file_with_restic_scrypt_cost() -> Result<()> {
     use sha2::Digest as _;
     let (dir, repo) = new_repo()?;
-    let keys: Vec<PathBuf> = std::fs::read_dir(repo.path().join("keys"))?
+    let keys: Vec<PathBuf> = std::fs::read_dir(repo.local_path().unwrap().join("keys"))?
         .map(|e| e.map(|e| e.path()))
         .collect::<Result<_, _>>()?;
     let [key] = keys.as_slice() else {
@@ -277,11 +282,11 @@ fn init_writes_one_key_file_with_restic_scrypt_cost() -> Result<()> {
     assert!(file.key_from_password(&PW).is_ok());
     assert!(file.key_from_password(&"wrong").is_err());
     // the master key is the one the repository's files are encrypted with
-    let reopened = Repository::open(repo.path(), PW)?;
+    let reopened = Repository::open(&local(repo.local_path().unwrap()), PW)?;
     let tree = dir.path().join("tree");
     make_tree(&tree)?;
     let (info, _) = backup_fixture(&reopened, &tree, "r1")?;
-    let listed = Repository::open(repo.path(), PW)?.snapshots(None)?;
+    let listed = Repository::open(&local(repo.local_path().unwrap()), PW)?.snapshots(None)?;
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, info.id);
     Ok(())
@@ -684,18 +689,25 @@ fn prune_after_forget_then_check_is_ok() -> Result<()> {
 
 #[test]
 fn prune_waits_for_an_open_backup_session() -> Result<()> {
-    let (dir, repo) = new_repo()?;
+    let (_dir, repo) = new_repo()?;
     let repo = repo.with_lock_timeout(Duration::from_millis(300));
-    let lock_file = dir.path().join("repo.cairn-lock");
+    let locks = |repo: &Repository| lock::list_locks(repo.inner.store.as_ref(), &repo.inner.key);
     let s = repo.begin_backup(meta("app", "r1"))?;
-    assert!(lock_file.exists());
+    assert_eq!(
+        locks(&repo)?.len(),
+        1,
+        "the session holds a lock file in locks/"
+    );
     // a second backup and a check share the lock
     let s2 = repo.begin_backup(meta("app", "r2"))?;
     repo.check(false)?;
     let start = std::time::Instant::now();
     let err = repo.prune().unwrap_err();
     assert!(matches!(err, RepoError::Busy { .. }), "{err}");
-    assert!(err.to_string().contains("busy"), "{err}");
+    assert!(
+        err.to_string().contains("busy") && err.to_string().contains(&crate::sys::hostname()),
+        "the message names the holder: {err}"
+    );
     assert!(start.elapsed() >= Duration::from_millis(300));
     assert!(matches!(
         repo.forget("app", &Retention::default(), true),
@@ -704,15 +716,60 @@ fn prune_waits_for_an_open_backup_session() -> Result<()> {
     s.commit()?;
     assert!(matches!(repo.prune(), Err(RepoError::Busy { .. })));
     drop(s2);
+    assert!(locks(&repo)?.is_empty(), "released locks are removed");
     repo.prune()?;
-    // and a backup waits for prune: hold the exclusive lock from "another process"
-    let held = lock::RepoLock::acquire(repo.path(), lock::LockMode::Exclusive, Duration::ZERO)?;
+    // and a backup waits for prune: the exclusive lock of another process
+    let held = lock::RepoLock::acquire(
+        &repo.inner.store,
+        &repo.inner.key,
+        lock::LockMode::Exclusive,
+        Duration::ZERO,
+        false,
+    )?;
     assert!(matches!(
         repo.begin_backup(meta("app", "r3")),
         Err(RepoError::Busy { .. })
     ));
     drop(held);
     repo.begin_backup(meta("app", "r3"))?.commit()?;
+    Ok(())
+}
+
+#[test]
+fn stale_locks_are_ignored_and_live_foreign_ones_honoured() -> Result<()> {
+    let (_dir, repo) = new_repo()?;
+    let repo = repo.with_lock_timeout(Duration::from_millis(300));
+    let store = repo.inner.store.clone();
+    let key = repo.inner.key.clone();
+    // A lock left by a killed process on this host, and one 31 minutes old
+    // from another host: both stale.
+    let mut dead = lock::LockInfo {
+        time: Timestamp::now().to_string(),
+        exclusive: true,
+        hostname: crate::sys::hostname(),
+        username: "root".into(),
+        pid: i64::from(i32::MAX - 11),
+        uid: Some(0),
+        gid: Some(0),
+    };
+    lock::write_foreign_lock(store.as_ref(), &key, &dead)?;
+    dead.hostname = "elsewhere.example".into();
+    dead.time = (Timestamp::now() - jiff::SignedDuration::from_secs(31 * 60)).to_string();
+    lock::write_foreign_lock(store.as_ref(), &key, &dead)?;
+    repo.prune()?;
+    // A fresh exclusive lock of another host keeps a backup out.
+    dead.time = Timestamp::now().to_string();
+    let live = lock::write_foreign_lock(store.as_ref(), &key, &dead)?;
+    let err = repo.begin_backup(meta("app", "r1")).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("an exclusive lock by root@elsewhere.example"),
+        "{err}"
+    );
+    store
+        .remove(&live)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    repo.begin_backup(meta("app", "r1"))?.commit()?;
     Ok(())
 }
 
@@ -726,7 +783,9 @@ fn restic(repo: &Path, args: &[&str]) -> Result<Option<std::process::Output>> {
         .output()
     {
         Ok(out) => out,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("`restic` is not on PATH: install Debian's restic (`apt-get install restic`)")
+        }
         Err(e) => return Err(e.into()),
     };
     if !out.status.success() {
@@ -743,10 +802,10 @@ fn restic(repo: &Path, args: &[&str]) -> Result<Option<std::process::Output>> {
 fn restic_reads_what_cairn_writes() -> Result<()> {
     let (dir, repo) = new_repo()?;
     let repo_dir = dir.path().join("repo");
-    if Command::new("restic").arg("version").output().is_err() {
-        eprintln!("skipped: `restic` is not on PATH");
-        return Ok(());
-    }
+    ensure!(
+        Command::new("restic").arg("version").output().is_ok(),
+        "`restic` is not on PATH: install Debian's restic (`apt-get install restic`; .ci/run does)"
+    );
     let tree = dir.path().join("src");
     make_tree(&tree)?;
     let (snap, stream) = backup_fixture(&repo, &tree, "r1")?;
@@ -800,4 +859,200 @@ fn public_types_are_send_and_sync() {
     send_sync::<RestoreSession>();
     send_sync::<SnapshotInfo>();
     send_sync::<RepoError>();
+}
+
+/// Flip one byte of blob `inner_path`'s data (its first blob) in the pack
+/// holding it; return the pack's id.
+fn damage_first_blob(repo: &Repository, snap: &SnapshotInfo, inner_path: &str) -> Result<String> {
+    let r = repo.open_restore(snap)?;
+    let node = r
+        .repo
+        .node_from_snapshot_and_path(&r.snap, inner_path)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let id = node.content.as_ref().context("file without content")?[0];
+    let entry = r
+        .repo
+        .get_index_entry(&id)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pack = entry.pack.to_hex().as_str().to_owned();
+    let root = repo.local_path().context("local repository")?;
+    let file = root.join("data").join(&pack[..2]).join(&pack);
+    let mut bytes = std::fs::read(&file)?;
+    let at = entry.location.offset as usize + 20;
+    bytes[at] ^= 0x55;
+    // pack files are written read-only, as restic does
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))?;
+    std::fs::write(&file, bytes)?;
+    Ok(pack)
+}
+
+/// Paths of every file below `root` whose name says it is a partial restore.
+fn partial_files(root: &Path) -> Vec<PathBuf> {
+    listing(root)
+        .into_iter()
+        .map(|(p, _)| p)
+        .filter(|p| p.to_string_lossy().contains("cairn-partial"))
+        .collect()
+}
+
+#[test]
+fn a_damaged_pack_fails_the_restore_naming_it_and_skip_damaged_restores_the_rest() -> Result<()> {
+    let (dir, repo) = new_repo()?;
+    let tree = dir.path().join("src");
+    std::fs::create_dir_all(tree.join("sub"))?;
+    std::fs::write(tree.join("good.txt"), "intact\n")?;
+    std::fs::write(tree.join("sub/also-good.txt"), "also intact\n")?;
+    std::fs::write(tree.join("bad.bin"), Generator::bytes(9, 300_000))?;
+    let mut s = repo.begin_backup(meta("app", "r1"))?;
+    s.add_tree("files", &tree)?;
+    s.add_stream("dump", Box::new(Generator::new(9, 300_000)))?;
+    let snap = s.commit()?;
+    let pack = damage_first_blob(&repo, &snap, "files/bad.bin")?;
+
+    // Without --skip-damaged: an error naming the file and the pack, and no
+    // partial file left looking complete.
+    let target = dir.path().join("restore-1");
+    let err = repo
+        .open_restore(&snap)?
+        .restore_tree("files", &target)
+        .expect_err("a damaged pack must fail the restore");
+    let message = err.to_string();
+    for expected in [
+        "bad.bin",
+        pack.as_str(),
+        "--skip-damaged",
+        "cairn check --read-data",
+    ] {
+        assert!(
+            message.contains(expected),
+            "`{expected}` missing from: {message}"
+        );
+    }
+    assert!(!target.join("bad.bin").exists());
+    assert_eq!(partial_files(&target), Vec::<PathBuf>::new());
+
+    // The same data read as a stream (same content, same blob): the reader's
+    // error names the pack too.
+    let mut out = Vec::new();
+    let err = repo
+        .open_restore(&snap)?
+        .open_stream("dump")?
+        .read_to_end(&mut out)
+        .expect_err("the stream shares the damaged blob");
+    assert!(err.to_string().contains(&pack), "{err}");
+
+    // With --skip-damaged: what is intact comes back, the damaged file is
+    // listed and absent.
+    let target = dir.path().join("restore-2");
+    let restored = repo
+        .open_restore(&snap)?
+        .skip_damaged(true)
+        .restore_tree("files", &target)?;
+    assert_eq!(restored.damaged.len(), 1, "{:?}", restored.damaged);
+    assert!(restored.damaged[0].contains("bad.bin"));
+    assert_eq!(
+        std::fs::read_to_string(target.join("good.txt"))?,
+        "intact\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(target.join("sub/also-good.txt"))?,
+        "also intact\n"
+    );
+    assert!(!target.join("bad.bin").exists());
+    assert_eq!(partial_files(&target), Vec::<PathBuf>::new());
+
+    // check: the structure is fine, reading the data is not, and says which pack.
+    assert!(repo.check(false)?.is_ok());
+    let report = repo.check(true)?;
+    assert!(!report.is_ok());
+    assert!(
+        report.errors.iter().any(|e| e.contains(&pack[..8])),
+        "no error names pack {pack}: {:?}",
+        report.errors
+    );
+    let report = repo.check_data(Some("100%"))?;
+    assert!(!report.is_ok());
+    assert!(matches!(
+        repo.check_data(Some("lots")),
+        Err(RepoError::Failed { .. })
+    ));
+    Ok(())
+}
+
+#[test]
+fn a_missing_index_file_fails_check() -> Result<()> {
+    let (dir, repo) = new_repo()?;
+    let tree = dir.path().join("src");
+    make_tree(&tree)?;
+    backup_fixture(&repo, &tree, "r1")?;
+    assert!(repo.check(false)?.is_ok());
+    let index = repo.local_path().context("local")?.join("index");
+    let files: Vec<_> = std::fs::read_dir(&index)?.collect::<Result<_, _>>()?;
+    ensure!(!files.is_empty(), "no index file written");
+    for f in files {
+        std::fs::remove_file(f.path())?;
+    }
+    let report = repo.check(false)?;
+    assert!(!report.is_ok(), "check passed without an index: {report:?}");
+    Ok(())
+}
+
+#[test]
+fn copy_writes_only_what_the_destination_lacks_and_keeps_job_tags() -> Result<()> {
+    let (dir, source) = new_repo()?;
+    let dest = Repository::init(&local(dir.path().join("offsite")), PW)?;
+    let tree = dir.path().join("src");
+    make_tree(&tree)?;
+    let (first, stream) = backup_fixture(&source, &tree, "r1")?;
+    let mut s = source.begin_backup(meta("other", "r2"))?;
+    s.add_stream("x", Box::new(Generator::new(5, 1000)))?;
+    let other = s.commit()?;
+
+    // By job: only that job's snapshot.
+    let report = source.copy_to(&dest, Some("app"), &[])?;
+    assert_eq!(report.copied.len(), 1);
+    assert_eq!(report.copied[0].id, first.id);
+    let copied = dest.snapshots(None)?;
+    assert_eq!(copied.len(), 1);
+    assert_eq!(copied[0].job, "app");
+    assert_eq!(copied[0].tags, first.tags);
+    let mut got = Vec::new();
+    dest.open_restore(&copied[0])?
+        .open_stream("db.dump")?
+        .read_to_end(&mut got)?;
+    assert!(got == stream, "copied stream differs");
+    let restored = dir.path().join("restored");
+    dest.open_restore(&copied[0])?
+        .restore_tree("files", &restored)?;
+    assert_eq!(describe(&restored)?, describe(&tree)?);
+
+    // Again, plus a new backup sharing all its data: nothing but the new
+    // snapshot (and its small tree) is written.
+    let size_before = dir_size(&dir.path().join("offsite/data"));
+    let (second, _) = backup_fixture(&source, &tree, "r3")?;
+    let report = source.copy_to(&dest, None, &[])?;
+    let copied_ids: Vec<&str> = report.copied.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(copied_ids, vec![other.id.as_str(), second.id.as_str()]);
+    assert_eq!(report.present.len(), 1);
+    let added = dir_size(&dir.path().join("offsite/data")) - size_before;
+    assert!(added < 64 << 10, "a copy of known data added {added} bytes");
+    let report = source.copy_to(&dest, None, &[])?;
+    assert!(report.copied.is_empty());
+    assert_eq!(report.present.len(), 3);
+
+    // By id; errors.
+    assert!(matches!(
+        source.copy_to(&dest, None, &["ffffffff".into()]),
+        Err(RepoError::NoSuchSnapshot { .. })
+    ));
+    assert!(matches!(
+        source.copy_to(&source, None, &[]),
+        Err(RepoError::Failed { .. })
+    ));
+    assert!(dest.check(true)?.is_ok());
+    if let Some(out) = restic(&dir.path().join("offsite"), &["snapshots", "--json"])? {
+        let listed: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        assert_eq!(listed.as_array().map(Vec::len), Some(3));
+    }
+    Ok(())
 }

@@ -8,9 +8,11 @@
 
 pub mod check;
 pub mod forget;
+pub mod lease;
+pub mod maintenance;
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
 
 use anyhow::Context as _;
 use serde_json::{Map, Value, json};
@@ -28,10 +30,11 @@ use crate::capabilities::storage::{RunStorage, StorageMode};
 use crate::config::{Config, JobConfig};
 use crate::model::{ModuleRef, PipelineRef, RepositorySettings};
 use crate::pipeline::{Pipeline, Scope, Stop};
-use crate::repository::{RepoError, Repository, SnapshotInfo, SnapshotMeta};
+use crate::repository::{BackupSummary, RepoError, Repository, SnapshotInfo, SnapshotMeta};
 use crate::runtime::{Runtime, TaskOp};
-use crate::state::sqlite::SqliteStore;
-use crate::state::{NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateStore, Trigger};
+use crate::state::{
+    LogLine, NewRun, RunKind, RunOutcome, RunRecord, RunStatus, StateStore, Trigger,
+};
 
 /// How a run ended, as reported to the caller.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -40,12 +43,52 @@ pub struct RunReport {
     pub run: RunRecord,
     /// The task's JSON result, when it succeeded.
     pub result: Option<Value>,
+    /// What a committed backup read and added (restic's summary).
+    pub summary: Option<BackupSummary>,
 }
 
 impl RunReport {
     /// Whether the run succeeded.
     pub fn succeeded(&self) -> bool {
         self.run.status == RunStatus::Succeeded
+    }
+}
+
+/// Where a run says which phase it is in (`preparing`, `backup`,
+/// `committing`, …), for a progress display. Cheap to clone.
+pub type PhaseSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The logs of the runs going on in this process, by run id: what a live
+/// view (the dashboard's log of a running run) reads before the run's log
+/// is in the state store.
+static LIVE_LOGS: LazyLock<Mutex<HashMap<String, RunLog>>> = LazyLock::new(Mutex::default);
+
+/// The log lines so far of run `run_id`, if it is going on in this process.
+/// Once it has ended its whole log is in the state store.
+pub fn live_log(run_id: &str) -> Option<Vec<LogLine>> {
+    let live = LIVE_LOGS.lock().unwrap_or_else(PoisonError::into_inner);
+    live.get(run_id).map(RunLog::lines)
+}
+
+/// Keeps a run's log in [`LIVE_LOGS`] while it lives.
+struct LiveEntry(String);
+
+impl LiveEntry {
+    fn new(run_id: &str, log: &RunLog) -> Self {
+        LIVE_LOGS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(run_id.to_string(), log.clone());
+        Self(run_id.to_string())
+    }
+}
+
+impl Drop for LiveEntry {
+    fn drop(&mut self) {
+        LIVE_LOGS
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&self.0);
     }
 }
 
@@ -56,8 +99,13 @@ pub struct RunOptions {
     /// The snapshot a restore reads: an id, a unique prefix or `latest`
     /// (default `latest`). Ignored by backups.
     pub snapshot: Option<String>,
+    /// A restore leaves out files whose data is damaged (logged as warnings)
+    /// instead of failing at the first: it brings back what is intact.
+    pub skip_damaged: bool,
     /// Where progress goes.
     pub progress: ProgressSink,
+    /// Where the run's phase goes.
+    pub phase: PhaseSink,
     /// Cancelling it stops the run: the task is dropped (its child processes
     /// are killed), a pipeline's `finally` steps still run, a backup's
     /// snapshot is not committed, and the run is recorded `cancelled`.
@@ -78,7 +126,9 @@ impl Default for RunOptions {
         Self {
             overrides: Map::new(),
             snapshot: None,
+            skip_damaged: false,
             progress: no_progress(),
+            phase: Arc::new(|_| {}),
             cancel: CancellationToken::new(),
             trigger: Trigger::Cli,
             attempt: 1,
@@ -101,10 +151,15 @@ struct Execution<'a> {
     params: Map<String, Value>,
     /// The snapshot a restore was asked to read.
     requested: Option<String>,
+    /// Leave out damaged files of a tree restore ([`RunOptions::skip_damaged`]).
+    skip_damaged: bool,
     cancel: CancellationToken,
     ctx: RunContext,
+    phase: PhaseSink,
     /// The snapshot written (backup) or read (restore), once known.
     snapshot_id: Option<String>,
+    /// A committed backup's summary.
+    summary: Option<BackupSummary>,
     /// Bytes stored or restored.
     bytes: u64,
 }
@@ -132,15 +187,15 @@ impl Runner {
     /// # Errors
     /// When the state store cannot be opened or the engine not created.
     pub fn open(config: Config) -> anyhow::Result<Self> {
-        let store = SqliteStore::open(&config.state_path)?;
-        let interrupted = store.reconcile_interrupted()?;
+        let store = crate::state::open(&config.state_location(), &crate::sys::hostname())?;
+        let interrupted = store.reconcile_interrupted()?.len();
         if interrupted > 0 {
             tracing::warn!(
-                "{interrupted} run(s) left running by a process that died are now marked interrupted"
+                "{interrupted} run(s) left running by a process that stopped are now marked interrupted"
             );
         }
         let runtime = Runtime::new(Some(&config.cache_dir))?;
-        Ok(Self::new(config, runtime, Arc::new(store)))
+        Ok(Self::new(config, runtime, store))
     }
 
     /// A runner from parts (tests share one runtime between runners).
@@ -210,6 +265,12 @@ impl Runner {
         opts: RunOptions,
     ) -> anyhow::Result<RunReport> {
         let job = self.config.job(job_name)?;
+        anyhow::ensure!(
+            kind.runs_task(),
+            "a {} run does not run job `{}`'s task",
+            kind.as_str(),
+            job.name
+        );
         let mut params = job.params.clone();
         params.extend(opts.overrides);
         // Recorded as queued before anything else (a backup of a job that
@@ -226,10 +287,8 @@ impl Runner {
                 exclusive: job.concurrency.exclusive_for(kind),
             })?,
         };
-        let record = self.store.mark_running(&queued.id)?;
-        let ctx = self.context(job, &record.id, opts.progress);
+        let ctx = self.context(job, &queued.id, opts.progress);
         let log = ctx.log.clone();
-        let last_progress = ctx.last_progress.clone();
         log.host(
             "info",
             &format!(
@@ -239,15 +298,33 @@ impl Runner {
                 job.task
             ),
         );
+        // The first line is stored before the run is marked running: a run
+        // killed at any point after that shows that it started (one killed
+        // while still queued is recorded as never started).
+        self.store
+            .append_logs(&queued.id, &log.take_unstored(false))?;
+        let record = self.store.mark_running(&queued.id)?;
+        let heartbeat = lease::Heartbeat::start(
+            self.store.clone(),
+            &record.id,
+            Some(log.clone()),
+            opts.cancel.clone(),
+        );
+        let _live = LiveEntry::new(&record.id, &log);
+        (opts.phase)("preparing");
+        let last_progress = ctx.last_progress.clone();
 
         let mut run = Execution {
             job,
             kind,
             params,
             requested: opts.snapshot,
+            skip_damaged: opts.skip_damaged,
             cancel: opts.cancel,
             ctx,
+            phase: opts.phase,
             snapshot_id: None,
+            summary: None,
             bytes: 0,
         };
         let outcome = self.execute(&mut run).await;
@@ -287,7 +364,9 @@ impl Runner {
             .map(|p| p.done)
             .unwrap_or(0);
         let result_text = result.as_ref().map(Value::to_string);
-        self.store.append_logs(&record.id, &log.lines())?;
+        let mut rest = heartbeat.stop().await;
+        rest.extend(log.take_unstored(true));
+        self.store.append_logs(&record.id, &rest)?;
         self.store.finish_run(
             &record.id,
             &RunOutcome {
@@ -301,6 +380,7 @@ impl Runner {
         Ok(RunReport {
             run: self.store.run(&record.id)?,
             result,
+            summary: run.summary,
         })
     }
 
@@ -319,18 +399,55 @@ impl Runner {
         let password = repository_password(&cfg)?;
         let repo = tokio::task::spawn_blocking(move || {
             if create {
-                Repository::open_or_init(&cfg.path, &password).map(|(r, created)| {
+                Repository::open_or_init(&cfg.location, &password).map(|(r, created)| {
                     if created {
-                        tracing::info!("created repository {}", cfg.path.display());
+                        tracing::info!("created repository {}", cfg.location);
                     }
                     r
                 })
             } else {
-                Repository::open(&cfg.path, &password)
+                Repository::open(&cfg.location, &password)
             }
         })
         .await??;
         *self.repo.lock().unwrap() = Some(repo.clone());
+        Ok(repo)
+    }
+
+    /// The repository `[repositories.NAME]` (a destination of `cairn copy`),
+    /// created when `create` and missing.
+    ///
+    /// # Errors
+    /// When there is no such repository in the configuration, its password
+    /// cannot be read, or it cannot be opened or created.
+    pub async fn named_repository(&self, name: &str, create: bool) -> anyhow::Result<Repository> {
+        let cfg = self.config.repositories.get(name).cloned().ok_or_else(|| {
+            let known: Vec<&str> = self
+                .config
+                .repositories
+                .keys()
+                .map(String::as_str)
+                .collect();
+            anyhow::anyhow!(
+                "{} has no [repositories.{name}]{}",
+                self.config.label(),
+                if known.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (it has: {})", known.join(", "))
+                }
+            )
+        })?;
+        let password = repository_password(&cfg)
+            .with_context(|| format!("repository `{name}` ({})", cfg.location))?;
+        let repo = tokio::task::spawn_blocking(move || {
+            if create {
+                Repository::open_or_init(&cfg.location, &password).map(|(r, _)| r)
+            } else {
+                Repository::open(&cfg.location, &password)
+            }
+        })
+        .await??;
         Ok(repo)
     }
 
@@ -375,9 +492,10 @@ impl Runner {
             RunKind::Restore => {
                 let job_name = job.name.clone();
                 let id = run.requested.clone().unwrap_or_else(|| "latest".into());
+                let skip_damaged = run.skip_damaged;
                 let (session, info) = tokio::task::spawn_blocking(move || {
                     let info = repo.find_snapshot(&job_name, &id)?;
-                    let session = repo.open_restore(&info)?;
+                    let session = repo.open_restore(&info)?.skip_damaged(skip_damaged);
                     Ok::<_, RepoError>((session, info))
                 })
                 .await??;
@@ -386,6 +504,7 @@ impl Runner {
                     Some(info),
                 ))
             }
+            RunKind::Forget | RunKind::Prune => not_a_task_run(run.kind),
         }
     }
 
@@ -418,6 +537,7 @@ impl Runner {
         let storage = storage.with_progress(&job.name, run.ctx.progress.clone());
         run.ctx.storage = storage.clone();
         let snapshot = restoring.as_ref().map(|i| i.id.clone());
+        (run.phase)(run.kind.as_str());
         let value = match (module, pipeline) {
             (Some(module), _) => {
                 let context = Context {
@@ -429,6 +549,7 @@ impl Runner {
                 let op = match run.kind {
                     RunKind::Backup => TaskOp::Backup,
                     RunKind::Restore => TaskOp::Restore,
+                    RunKind::Forget | RunKind::Prune => return not_a_task_run(run.kind),
                 };
                 let out = tokio::select! {
                     out = self.runtime.run_task(&module, op, context, run.ctx.clone()) => Some(out),
@@ -449,6 +570,7 @@ impl Runner {
         // the snapshot so that it can be committed.
         run.ctx.storage = RunStorage::unavailable("the run is over");
         if let Some(session) = storage.take_backup()? {
+            (run.phase)("committing");
             let info = tokio::task::spawn_blocking(move || session.commit())
                 .await?
                 .with_context(|| format!("committing the snapshot of job `{}`", job.name))?;
@@ -460,7 +582,43 @@ impl Runner {
                     info.paths.len()
                 ),
             );
-            run.snapshot_id = Some(info.id);
+            run.snapshot_id = Some(info.id.clone());
+            run.summary = info.summary;
+            for target in &job.copy_to {
+                (run.phase)("copying");
+                let dest = self.named_repository(target, true).await.with_context(|| {
+                    format!(
+                        "snapshot {} is committed, but the repository `{target}` it is copied \
+                         to cannot be opened",
+                        info.short_id
+                    )
+                })?;
+                let source = self.repository(false).await?;
+                let (job_name, id) = (job.name.clone(), info.id.clone());
+                let report = tokio::task::spawn_blocking(move || {
+                    source.copy_to(&dest, Some(&job_name), &[id])
+                })
+                .await?
+                .with_context(|| {
+                    format!(
+                        "snapshot {} is committed, but copying it to `{target}` failed \
+                         (`cairn copy --to {target} --job {}` copies what is missing)",
+                        info.short_id, job.name
+                    )
+                })?;
+                run.ctx.log.host(
+                    "info",
+                    &format!(
+                        "snapshot {} {} repository `{target}`",
+                        info.short_id,
+                        if report.copied.is_empty() {
+                            "already in"
+                        } else {
+                            "copied to"
+                        }
+                    ),
+                );
+            }
         }
         Ok(value)
     }
@@ -475,6 +633,7 @@ impl Runner {
         let phase = match run.kind {
             RunKind::Backup => pipeline.backup.as_ref(),
             RunKind::Restore => pipeline.restore.as_ref(),
+            RunKind::Forget | RunKind::Prune => return not_a_task_run(run.kind),
         };
         let Some(phase) = phase else {
             anyhow::bail!(
@@ -537,4 +696,10 @@ pub fn repository_password(cfg: &RepositorySettings) -> anyhow::Result<String> {
         .map_err(|e| anyhow::anyhow!("cannot read the repository password: {e}"))?;
     anyhow::ensure!(!password.is_empty(), "the repository password is empty");
     Ok(password)
+}
+
+/// The error for a forget or prune run given to the task runner ([`Runner::run`]
+/// refuses them first).
+fn not_a_task_run<T>(kind: RunKind) -> anyhow::Result<T> {
+    anyhow::bail!("a {} run runs no task", kind.as_str())
 }
