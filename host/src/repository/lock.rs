@@ -368,6 +368,12 @@ fn rand_byte() -> u8 {
 fn refresh(store: &Arc<dyn Store>, key: &[u8; 64], mut info: LockInfo, shared: &Shared) {
     let mut stop = shared.stop.lock().unwrap_or_else(PoisonError::into_inner);
     loop {
+        // Checked before every wait: a release that came before this thread
+        // first took the mutex must not be slept through (it would hold the
+        // releasing process for a whole refresh period).
+        if *stop {
+            return;
+        }
         let (guard, timeout) = shared
             .wake
             .wait_timeout(stop, REFRESH_EVERY)
@@ -482,6 +488,38 @@ mod tests {
         assert!(
             decrypt(&[8u8; 64], &encrypt(&key, &json)).is_none(),
             "another key"
+        );
+    }
+
+    #[test]
+    fn a_lock_released_before_its_refresher_starts_is_not_slept_through() {
+        // The release (stop = true) came before the refresher first took its
+        // mutex: it must return at once, not after a refresh period (which
+        // held `cairn copy` and `cairn forget` for 300 s on a loaded machine).
+        let dir = tempfile::tempdir().unwrap();
+        let store =
+            crate::repository::store::open(&crate::model::Location::Local(dir.path().into()))
+                .unwrap();
+        let shared = Shared {
+            path: Mutex::new(None),
+            stop: Mutex::new(true),
+            wake: Condvar::new(),
+        };
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            refresh(
+                &store,
+                &[1u8; 64],
+                LockInfo::ours(LockMode::Shared),
+                &shared,
+            );
+            let _ = done.send(());
+        });
+        assert!(
+            finished
+                .recv_timeout(std::time::Duration::from_secs(20))
+                .is_ok(),
+            "the refresher slept through its release"
         );
     }
 
