@@ -47,7 +47,10 @@ if [ -n "${CAIRN_BIN:-}" ]; then
 else
   echo "== building cairn (release; the first build takes a few minutes)"
   cargo build --release -p cairn
-  cairn=${CARGO_TARGET_DIR:-target}/release/cairn
+  # Where cargo put it: CARGO_TARGET_DIR, a `build.target-dir` setting, or target/.
+  target_dir=$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+  cairn=${target_dir:-${CARGO_TARGET_DIR:-target}}/release/cairn
 fi
 
 echo "== backing up examples/quickstart/sample"
