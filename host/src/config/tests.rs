@@ -1031,3 +1031,50 @@ node-labels = ["no spaces", "site=", "ok=fine"]
         "{found:#?}"
     );
 }
+
+#[test]
+fn copy_destinations_must_be_named_repositories_with_a_location() -> anyhow::Result<()> {
+    let found = problems(
+        r#"
+[repository]
+path = "repo"
+password-env = "PW"
+
+[repositories.offsite]
+url = "s3:http://127.0.0.1:3900/backups/cairn"
+password-env = "PW"
+
+[repositories.nowhere]
+password-env = "PW"
+
+[jobs.x]
+task = "builtin:command"
+copy-to = ["offsite", "elsewhere"]
+"#,
+    );
+    find(&found, &["repositories.nowhere", "says nowhere"]);
+    find(
+        &found,
+        &[
+            "copy-to",
+            "names `elsewhere`, not one of [repositories.*]: offsite",
+        ],
+    );
+    assert!(
+        !found.iter().any(|p| p.to_string().contains("`offsite`,")),
+        "{found:#?}"
+    );
+
+    let config = parse(
+        "[repositories.offsite]\nurl = \"rest:http://127.0.0.1:8000/cairn/\"\n\
+         password-env = \"PW\"\n\n[jobs.x]\ntask = \"builtin:command\"\ncopy-to = [\"offsite\"]\n",
+        "test.toml",
+        Path::new("/srv/cairn"),
+    )?;
+    assert_eq!(config.jobs["x"].copy_to, ["offsite"]);
+    assert_eq!(
+        config.repositories["offsite"].location.to_string(),
+        "rest:http://127.0.0.1:8000/cairn/"
+    );
+    Ok(())
+}
